@@ -1,0 +1,67 @@
+"""CPU backends: `cpu`, the bit-exact golden model, and `cpu-float`, the float32 network as Keras
+computes it, in numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .. import fixedspec, golden, network, weights
+from .base import Backend, Prediction, check_images
+
+
+class GoldenBackend(Backend):
+    """The fixed-point network in integer arithmetic: raw int16 logits, as the fabric returns."""
+
+    name = "cpu"
+    exact = True
+
+    def __init__(self, weights_path=None, spec_path=None):
+        self.layers, self.spec = fixedspec.load_quantized(weights_path, spec_path)
+        self.logit_scale = self.spec.logits.scale
+
+    def predict(self, images) -> Prediction:
+        classes, logits = golden.predict_raw(check_images(images), self.layers)
+        return Prediction(classes, logits, self.logit_scale)
+
+
+class FloatBackend(Backend):
+    """The float32 network.  Weights are laid out once for im2col matrix products."""
+
+    name = "cpu-float"
+
+    def __init__(self, weights_path=None, params=None):
+        if params is None:
+            params, _ = weights.load(weights_path)
+        self._layers = []
+        for shape in network.layer_shapes():
+            layer = shape.layer
+            kernel = params[f"{layer.name}/kernel"]
+            if isinstance(layer, network.Conv):
+                kernel = kernel.transpose(2, 0, 1, 3).reshape(-1, layer.filters)  # rows (cin, kh, kw)
+            self._layers.append((layer, np.ascontiguousarray(kernel), params[f"{layer.name}/bias"]))
+        self._input_scale = np.float32(2.0**-network.PIXEL_FRAC_BITS)
+
+    def logits(self, images: np.ndarray, observe=None) -> np.ndarray:
+        """Float logits; `observe(layer_name, output)` sees each layer's output if given."""
+        x = images[..., None].astype(np.float32) * self._input_scale
+        for layer, kernel, bias in self._layers:
+            if isinstance(layer, network.Conv):
+                k, p = layer.kernel, layer.pool
+                windows = sliding_window_view(x, (k, k), axis=(1, 2))
+                n, oh, ow = windows.shape[:3]
+                y = windows.reshape(n * oh * ow, -1) @ kernel
+                # Pool before bias and ReLU: both are monotone and the bias is per channel.
+                y = y.reshape(n, oh // p, p, ow // p, p, layer.filters).max(axis=(2, 4))
+                x = np.maximum(y + bias, 0)
+            else:
+                x = x.reshape(len(x), -1) @ kernel + bias
+                if layer.relu:
+                    np.maximum(x, 0, out=x)
+            if observe is not None:
+                observe(layer.name, x)
+        return x
+
+    def predict(self, images) -> Prediction:
+        logits = self.logits(check_images(images))
+        return Prediction(logits.argmax(axis=1), logits, 1.0)

@@ -1,0 +1,170 @@
+"""The one fixed-point spec: a JSON file shipped beside the weights that names, per tensor, the
+ap_fixed format with its rounding and saturation modes.  The numpy golden model, the HLS header
+generator and the GPU fixed mode all read it through `load()`.
+
+Per layer the datapath is:  accum = sum(input * kernel) + bias   (exact: accum's format holds
+every product and sum without rounding), then  output = cast(accum) (the output format's rounding
+and saturation), then ReLU and max-pool where the network says so.  The last layer's output
+format is the format of the raw int16 logits the hardware returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import network, weights
+from .fixedpoint import FixedFormat, from_float
+
+SHIPPED = weights.DATA_DIR / "fixed_spec.json"
+FORMAT_VERSION = 1
+TENSORS = ("kernel", "bias", "accum", "output")
+
+
+class SpecError(ValueError):
+    """The spec file is missing, malformed, or does not belong to the weights."""
+
+
+@dataclass(frozen=True)
+class LayerFormats:
+    kernel: FixedFormat
+    bias: FixedFormat
+    accum: FixedFormat
+    output: FixedFormat
+
+    @property
+    def bias_shift(self) -> int:
+        """Left shift that aligns a raw bias with the accumulator's fraction bits."""
+        return self.accum.frac_bits - self.bias.frac_bits
+
+
+@dataclass(frozen=True)
+class FixedSpec:
+    input: FixedFormat
+    layers: dict[str, LayerFormats]
+    weights_sha256: str = ""
+    meta: dict | None = None
+
+    @property
+    def logits(self) -> FixedFormat:
+        return self.layers[network.LAYERS[-1].name].output
+
+    def in_format(self, name: str) -> FixedFormat:
+        """Format of the activations entering layer `name`."""
+        names = [layer.name for layer in network.LAYERS]
+        i = names.index(name)
+        return self.input if i == 0 else self.layers[names[i - 1]].output
+
+    def to_dict(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "weights_sha256": self.weights_sha256,
+            "meta": self.meta or {},
+            "input": self.input.to_dict(),
+            "layers": {
+                name: {t: getattr(f, t).to_dict() for t in TENSORS} for name, f in self.layers.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "spec") -> "FixedSpec":
+        try:
+            if d.get("format_version") != FORMAT_VERSION:
+                raise SpecError(f"{source}: format_version {d.get('format_version')}, expected {FORMAT_VERSION}")
+            layers = {
+                layer.name: LayerFormats(**{t: FixedFormat.from_dict(d["layers"][layer.name][t]) for t in TENSORS})
+                for layer in network.LAYERS
+            }
+            spec = cls(FixedFormat.from_dict(d["input"]), layers, d.get("weights_sha256", ""), d.get("meta", {}))
+        except (KeyError, TypeError, ValueError) as e:
+            if isinstance(e, SpecError):
+                raise
+            raise SpecError(f"{source}: malformed fixed-point spec ({type(e).__name__}: {e})") from None
+        spec.validate(source)
+        return spec
+
+    def validate(self, source: str = "spec") -> None:
+        if self.input.frac_bits != network.PIXEL_FRAC_BITS or self.input.width != 8 or self.input.signed:
+            raise SpecError(f"{source}: input must be the pixel byte, ap_ufixed<8, {8 - network.PIXEL_FRAC_BITS}>")
+        for layer in network.LAYERS:
+            f = self.layers[layer.name]
+            expected = self.in_format(layer.name).frac_bits + f.kernel.frac_bits
+            if f.accum.frac_bits != expected:
+                raise SpecError(f"{source}: {layer.name} accum has {f.accum.frac_bits} fraction bits, products have {expected}")
+            if not f.output.signed or f.output.width > 16:
+                raise SpecError(f"{source}: {layer.name} output must be signed and at most 16 bits (int16 words)")
+            if f.bias_shift < 0:
+                raise SpecError(f"{source}: {layer.name} bias has more fraction bits than the accumulator")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def load(path: str | os.PathLike | None = None, weights_path: str | os.PathLike | None = None) -> FixedSpec:
+    """Read a spec; when `weights_path` is given, check that the spec was made for it."""
+    path = Path(path) if path is not None else SHIPPED
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise SpecError(f"{path}: cannot read fixed-point spec ({e})") from None
+    spec = FixedSpec.from_dict(d, str(path))
+    if weights_path is not None and spec.weights_sha256:
+        actual = file_sha256(weights_path)
+        if actual != spec.weights_sha256:
+            raise SpecError(f"{path}: made for weights {spec.weights_sha256[:12]}, but {weights_path} is {actual[:12]}")
+    return spec
+
+
+def save(spec: FixedSpec, path: str | os.PathLike) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(spec.to_dict(), f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class QuantizedLayer:
+    """Raw integers of one layer: kernel in Keras layout, bias already aligned to the accumulator."""
+
+    name: str
+    kernel: np.ndarray  # int64, weight_shape
+    bias: np.ndarray  # int64 raw in the bias format
+    formats: LayerFormats
+    in_format: FixedFormat
+
+    @property
+    def aligned_bias(self) -> np.ndarray:
+        return self.bias << self.formats.bias_shift
+
+
+def quantize_params(params: dict[str, np.ndarray], spec: FixedSpec) -> list[QuantizedLayer]:
+    out = []
+    for layer in network.LAYERS:
+        f = spec.layers[layer.name]
+        out.append(
+            QuantizedLayer(
+                layer.name,
+                from_float(params[f"{layer.name}/kernel"], f.kernel),
+                from_float(params[f"{layer.name}/bias"], f.bias),
+                f,
+                spec.in_format(layer.name),
+            )
+        )
+    return out
+
+
+def load_quantized(weights_path=None, spec_path=None) -> tuple[list[QuantizedLayer], FixedSpec]:
+    """The shipped (or given) weights quantized by the shipped (or given) spec."""
+    wpath = Path(weights_path) if weights_path is not None else weights.SHIPPED
+    params, _ = weights.load(wpath)
+    spec = load(spec_path, wpath)
+    return quantize_params(params, spec), spec

@@ -1,0 +1,94 @@
+"""Pick the 16-bit fixed-point formats of every tensor and write the spec beside the weights.
+
+    python -m lenet5_pynq.quantize [--weights FILE] [--mnist DIR] [--out FILE]
+
+Weights and biases get the fewest integer bits that hold their largest magnitude; activations
+(each layer's output) get the integer bits of the largest value measured on training images, plus
+headroom; accumulators are exact (the product's fraction bits, and integer bits for the worst
+case the quantized weights allow), so no engine rounds inside a sum and the sum order is free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import fixedspec, mnist, network, weights
+from .fixedpoint import FixedFormat, bits_for, from_float
+from .fixedspec import FixedSpec, LayerFormats
+
+WORD = 16
+WEIGHT_MODES = dict(rounding="AP_RND_CONV", saturation="AP_SAT")  # offline: the best rounding is free
+ACTIVATION_MODES = dict(rounding="AP_RND", saturation="AP_SAT")  # in the fabric: add half, truncate
+ACCUM_MODES = dict(rounding="AP_TRN", saturation="AP_WRAP")  # never used: the accumulator is exact
+HEADROOM_BITS = 1  # for inputs unlike the calibration images
+CALIBRATION_IMAGES = 10000
+INPUT_FORMAT = FixedFormat(8, 8 - network.PIXEL_FRAC_BITS, signed=False)
+
+
+def measure_activations(params: dict[str, np.ndarray], images: np.ndarray) -> dict[str, float]:
+    """Largest magnitude of each layer's output (after ReLU) of the float network."""
+    from .backends.cpu import FloatBackend
+
+    peaks: dict[str, float] = {}
+    FloatBackend(params=params).logits(images, observe=lambda name, x: peaks.__setitem__(name, float(np.abs(x).max())))
+    return peaks
+
+
+def choose_spec(params: dict[str, np.ndarray], images: np.ndarray, weights_sha256: str = "") -> FixedSpec:
+    peaks = measure_activations(params, images)
+    layers: dict[str, LayerFormats] = {}
+    in_format = INPUT_FORMAT
+    for layer in network.LAYERS:
+        kernel, bias = params[f"{layer.name}/kernel"], params[f"{layer.name}/bias"]
+        kernel_format = FixedFormat(WORD, bits_for(np.abs(kernel).max()), **WEIGHT_MODES)
+        accum_frac = in_format.frac_bits + kernel_format.frac_bits
+        bias_frac = min(WORD - bits_for(np.abs(bias).max()), accum_frac)
+        bias_format = FixedFormat(WORD, WORD - bias_frac, **WEIGHT_MODES)
+        # Worst case over output channels: every input at its largest magnitude with the sign
+        # that adds to |kernel|, plus the bias.
+        q_kernel = np.abs(from_float(kernel, kernel_format)).reshape(-1, kernel.shape[-1])
+        q_bias = np.abs(from_float(bias, bias_format)) << (accum_frac - bias_frac)
+        in_peak = max(-in_format.min_raw, in_format.max_raw)
+        bound = int((q_kernel.sum(axis=0) * in_peak + q_bias).max())
+        accum_int = bits_for(bound * 2.0**-accum_frac)
+        accum_format = FixedFormat(accum_int + accum_frac, accum_int, **ACCUM_MODES)
+        out_format = FixedFormat(WORD, bits_for(peaks[layer.name]) + HEADROOM_BITS, **ACTIVATION_MODES)
+        layers[layer.name] = LayerFormats(kernel_format, bias_format, accum_format, out_format)
+        in_format = out_format
+    meta = {"calibration_images": len(images), "activation_peaks": peaks, "headroom_bits": HEADROOM_BITS}
+    spec = FixedSpec(INPUT_FORMAT, layers, weights_sha256, meta)
+    spec.validate()
+    return spec
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lenet5_pynq.quantize", description=__doc__.split("\n")[0])
+    parser.add_argument("--weights", default=str(weights.SHIPPED), help="float weights .npz (default: shipped)")
+    parser.add_argument("--mnist", help="MNIST directory (default: $LENET5_MNIST or ../shared/mnist)")
+    parser.add_argument("--calibration", type=int, default=CALIBRATION_IMAGES, help="training images measured")
+    parser.add_argument("--out", help="spec file (default: fixed_spec.json beside the weights)")
+    args = parser.parse_args(argv)
+    try:
+        params, _ = weights.load(args.weights)
+        images, _ = mnist.load(args.mnist, "train")
+    except (weights.WeightsError, mnist.MnistFormatError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not 1 <= args.calibration <= len(images):
+        parser.error(f"--calibration must be 1..{len(images)}")
+    spec = choose_spec(params, images[: args.calibration], fixedspec.file_sha256(args.weights))
+    out = Path(args.out) if args.out else Path(args.weights).with_name("fixed_spec.json")
+    fixedspec.save(spec, out)
+    for name, f in spec.layers.items():
+        print(f"{name:6s} kernel {f.kernel.ctype()}  bias {f.bias.ctype()}")
+        print(f"{'':6s} accum  {f.accum.ctype()}  output {f.output.ctype()}")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Train LeNet-5 in Keras from the network spec and save its weights as .npz (no pickle).
+
+    python -m lenet5_pynq.train --mnist DIR [--epochs N] [--seed S] [--out FILE]
+
+Needs the `train` extra (tensorflow); the board never imports this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import mnist, network, weights
+
+
+def build_model(keras, dropout: float = 0.0):
+    """The Keras model of the spec; the input is the pixel byte as float, scaled exactly."""
+    layers = keras.layers
+    x = inputs = keras.Input((network.INPUT_HEIGHT, network.INPUT_WIDTH, network.INPUT_CHANNELS))
+    x = layers.Rescaling(1.0 / 2**network.PIXEL_FRAC_BITS)(x)
+    flattened = False
+    for layer in network.LAYERS:
+        if isinstance(layer, network.Conv):
+            x = layers.Conv2D(layer.filters, layer.kernel, activation="relu", name=layer.name)(x)
+            x = layers.MaxPooling2D(layer.pool)(x)
+        else:
+            if not flattened:
+                x = layers.Flatten()(x)
+                flattened = True
+            if dropout:
+                x = layers.Dropout(dropout)(x)
+            x = layers.Dense(layer.units, activation="relu" if layer.relu else None, name=layer.name)(x)
+    return keras.Model(inputs, x, name="lenet5")
+
+
+def model_weights(model) -> dict[str, np.ndarray]:
+    out = {}
+    for layer in network.LAYERS:
+        kernel, bias = model.get_layer(layer.name).get_weights()
+        out[f"{layer.name}/kernel"] = kernel.astype(np.float32)
+        out[f"{layer.name}/bias"] = bias.astype(np.float32)
+    return out
+
+
+def set_model_weights(model, params: dict[str, np.ndarray]) -> None:
+    for layer in network.LAYERS:
+        model.get_layer(layer.name).set_weights([params[f"{layer.name}/kernel"], params[f"{layer.name}/bias"]])
+
+
+def _augmenter(keras, seed: int):
+    # Small rotations, shifts and zooms: the variation in hand-written digits that MNIST's
+    # centring leaves; nearest fill with zeros keeps the background black.
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            layers.RandomRotation(0.04, fill_mode="constant", seed=seed),
+            layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 1),
+            layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed + 2),
+        ]
+    )
+
+
+def train(
+    mnist_dir,
+    epochs: int = 30,
+    seed: int = 1,
+    batch_size: int = 128,
+    limit: int | None = None,
+    augment: bool = True,
+    verbose: int = 1,
+):
+    """Train from scratch; returns (weights dict, metadata dict)."""
+    import tensorflow as tf
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+    x_train, y_train = mnist.load(mnist_dir, "train")
+    x_test, y_test = mnist.load(mnist_dir, "test")
+    if limit:
+        x_train, y_train = x_train[:limit], y_train[:limit]
+    x_train = x_train[..., None].astype(np.float32)
+    x_test = x_test[..., None].astype(np.float32)
+
+    model = build_model(keras, dropout=0.1)
+    steps = epochs * -(-len(x_train) // batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=3e-3, warmup_steps=steps // 20)
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    data = tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(len(x_train), seed=seed)
+    data = data.batch(batch_size)
+    if augment:
+        augmenter = _augmenter(keras, seed)
+        data = data.map(lambda x, y: (augmenter(x, training=True), y))
+    data = data.prefetch(2)
+    model.fit(data, epochs=epochs, validation_data=(x_test, y_test), verbose=verbose)
+    _, accuracy = model.evaluate(x_test, y_test, verbose=0)
+    meta = {
+        "seed": seed,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "train_images": len(x_train),
+        "augment": augment,
+        "keras_test_accuracy": float(accuracy),
+        "tensorflow": tf.__version__,
+    }
+    return model_weights(model), meta
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lenet5_pynq.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--mnist", required=True, help="directory holding the MNIST IDX files")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--limit", type=int, help="train on the first N training images only")
+    parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--out", default="weights.npz", help="output .npz (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.epochs < 1:
+        parser.error("--epochs must be at least 1")
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        print("error: training needs tensorflow: pip install -e '.[train]'", file=sys.stderr)
+        return 2
+    try:
+        params, meta = train(args.mnist, args.epochs, args.seed, args.batch_size, args.limit, not args.no_augment)
+    except mnist.MnistFormatError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    weights.save(args.out, params, meta)
+    print(f"saved {args.out}: Keras test accuracy {meta['keras_test_accuracy']:.4%}")
+    print(json.dumps(meta))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
