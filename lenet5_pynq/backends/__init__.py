@@ -12,6 +12,8 @@ from .base import Backend, BackendUnavailable, Prediction, check_images
 _REGISTRY = {
     "cpu": ("lenet5_pynq.backends.cpu", "GoldenBackend", {}),
     "cpu-float": ("lenet5_pynq.backends.cpu", "FloatBackend", {}),
+    "keras": ("lenet5_pynq.backends.keras_ref", "KerasBackend", {}),
+    "keras-direct": ("lenet5_pynq.backends.keras_ref", "KerasBackend", {"direct": True}),
 }
 # Best first; names not registered yet (added by later work) are skipped.
 AUTO_ORDER = ("fpga", "gpu", "cpu")

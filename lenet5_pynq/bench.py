@@ -1,0 +1,200 @@
+"""Throughput and latency of the backends over batch sizes, beside a named peer in the same run.
+
+    python -m lenet5_pynq.bench [--backends cpu,cpu-float,keras] [--batches 1,100,10000]
+                                [--peer keras] [--json FILE] [--plot FILE.png]
+
+Each point is the median of repeated calls after a warm-up call, on MNIST test images (random
+bytes when no MNIST directory is found).  Backends whose name starts with "gpu" or "torch" are
+measured by lenet5_pynq.gpu_bench (device-resident and host-to-host rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from . import backends, mnist
+
+DEFAULT_BACKENDS = "cpu,cpu-float,keras"
+DEFAULT_BATCHES = "1,10,100,1000,10000"
+MIN_SECONDS = 1.0  # per point: repeat calls until this much time has been spent
+MAX_REPEATS = 200
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def _images(count: int, mnist_dir=None) -> np.ndarray:
+    try:
+        images, _ = mnist.load(mnist_dir, "test")
+    except mnist.MnistFormatError:
+        images = np.random.default_rng(0).integers(0, 256, (10000, 28, 28), dtype=np.uint8)
+    reps = -(-count // len(images))
+    return np.ascontiguousarray(np.tile(images, (reps, 1, 1))[:count])
+
+
+def time_backend(backend, images: np.ndarray, batch: int, min_seconds=MIN_SECONDS) -> dict:
+    x = images[:batch]
+    backend.predict(x)  # warm-up: allocations, library loads, tracing
+    times = []
+    spent = 0.0
+    while (spent < min_seconds or len(times) < 3) and len(times) < MAX_REPEATS:
+        start = time.perf_counter()
+        backend.predict(x)
+        times.append(time.perf_counter() - start)
+        spent += times[-1]
+    per_call = statistics.median(times)
+    return {
+        "backend": backend.name,
+        "batch": batch,
+        "where": "host",
+        "calls": len(times),
+        "seconds_per_call": per_call,
+        "images_per_second": batch / per_call,
+        "us_per_image": per_call / batch * 1e6,
+        "device": machine(),
+    }
+
+
+def _is_gpu(name: str) -> bool:
+    return name.startswith(("gpu", "torch"))
+
+
+def run(names: list[str], batches: list[int], mnist_dir=None, min_seconds=MIN_SECONDS, log=print) -> list[dict]:
+    rows: list[dict] = []
+    host_names = [n for n in names if not _is_gpu(n)]
+    gpu_names = [n for n in names if _is_gpu(n)]
+    if host_names:
+        images = _images(max(batches), mnist_dir)
+        for name in host_names:
+            try:
+                backend = backends.load_backend(name, verbose=False)
+            except backends.BackendUnavailable as e:
+                log(f"skipped {name}: {e}")
+                continue
+            with backend:
+                for batch in batches:
+                    row = time_backend(backend, images, batch, min_seconds)
+                    log(f"  {name:14s} batch {batch:>8d}: {row['us_per_image']:10.2f} us/image")
+                    rows.append(row)
+    if gpu_names:
+        try:
+            from . import gpu_bench
+        except ImportError as e:
+            log(f"skipped {', '.join(gpu_names)}: {e}")
+        else:
+            rows += gpu_bench.run(gpu_names, batches, repeats=20)
+    return rows
+
+
+def add_ratios(rows: list[dict], peer: str) -> None:
+    """rows[i]["vs_peer"]: throughput over the peer's at the same batch and placement."""
+    index = {(r["backend"], r["batch"], r["where"]): r for r in rows}
+    for r in rows:
+        base = index.get((peer, r["batch"], r["where"]))
+        if base:
+            r["vs_peer"] = r["images_per_second"] / base["images_per_second"]
+
+
+def table(rows: list[dict], peer: str) -> str:
+    lines = [
+        f"{'backend':14s} {'where':6s} {'batch':>8s} {'ms/call':>10s} {'us/image':>10s} {'images/s':>12s} {'x ' + peer:>10s}"
+    ]
+    for r in rows:
+        ratio = f"{r['vs_peer']:.2f}" if "vs_peer" in r else "-"
+        lines.append(
+            f"{r['backend']:14s} {r['where']:6s} {r['batch']:>8d} {r['seconds_per_call'] * 1e3:>10.3f} "
+            f"{r['us_per_image']:>10.2f} {r['images_per_second']:>12,.0f} {ratio:>10s}"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_lat, ax_tput) = plt.subplots(1, 2, figsize=(11, 4.2))
+    series = sorted({(r["backend"], r["where"]) for r in rows})
+    for name, where in series:
+        pts = sorted((r["batch"], r) for r in rows if r["backend"] == name and r["where"] == where)
+        label = name if where == "host" else f"{name} ({where})"
+        ax_lat.plot([b for b, _ in pts], [r["seconds_per_call"] * 1e3 for _, r in pts], "o-", label=label)
+        ax_tput.plot([b for b, _ in pts], [r["images_per_second"] for _, r in pts], "o-", label=label)
+    for ax, ylabel in ((ax_lat, "latency per call (ms)"), (ax_tput, "images per second")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    ax_tput.legend(fontsize=8)
+    fig.suptitle(f"LeNet-5 on MNIST: {rows[0]['device'] if rows else ''}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be positive: {text!r}")
+    return values
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lenet5_pynq.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--backends", default=DEFAULT_BACKENDS, help="comma-separated (default: %(default)s)")
+    parser.add_argument("--batches", type=_int_list, default=_int_list(DEFAULT_BATCHES), help="default: " + DEFAULT_BATCHES)
+    parser.add_argument("--peer", default="keras", help="backend the ratios are against (default: %(default)s)")
+    parser.add_argument("--mnist", help="MNIST directory for the images (default: $LENET5_MNIST or ../shared/mnist)")
+    parser.add_argument("--min-seconds", type=float, default=MIN_SECONDS, help="time spent per point")
+    parser.add_argument("--json", metavar="FILE", help="write the rows as JSON ('-' for stdout)")
+    parser.add_argument("--plot", metavar="FILE.png", help="latency and throughput against batch size")
+    args = parser.parse_args(argv)
+    names = [n for n in args.backends.split(",") if n]
+    known = backends.names()
+    unknown = [n for n in names if n not in known and not _is_gpu(n)]
+    if unknown:
+        parser.error(f"unknown backend {unknown[0]!r}; choose from {', '.join(known)}")
+    quiet = args.json == "-"
+    log = (lambda *a: print(*a, file=sys.stderr)) if quiet else print
+    log(f"machine: {machine()}")
+    rows = run(names, args.batches, args.mnist, args.min_seconds, log)
+    add_ratios(rows, args.peer)
+    if args.json:
+        text = json.dumps(rows, indent=1)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w") as f:
+                f.write(text + "\n")
+    if not quiet:
+        print(table(rows, args.peer))
+    if args.plot and rows:
+        plot(rows, args.plot)
+        log(f"wrote {args.plot}")
+    return 0 if rows else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Classify pictures of handwritten digits from the command line.
+
+    python -m lenet5_pynq.classify IMAGE... [--backend NAME] [--json] [--top K]
+    python -m lenet5_pynq.classify --samples
+
+Each image is brought into MNIST form by `preprocess`, then all readable images go to the
+backend in one batch.  Exit status: 0 all classified, 1 some file could not be read (the others
+are still classified), 2 usage error or no backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import network, preprocess, samples
+from .backends import BackendUnavailable, load_backend, names
+
+EXIT_OK = 0
+EXIT_BAD_FILE = 1
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lenet5_pynq.classify",
+        description="Classify images of single handwritten digits with LeNet-5.",
+    )
+    parser.add_argument("images", nargs="*", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    parser.add_argument("--samples", action="store_true", help="also classify the ten shipped sample digits")
+    parser.add_argument("--backend", default="auto", choices=names(), help="where to run the network (default: auto)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
+    parser.add_argument("--top", type=int, metavar="K", help=f"also list the K most likely digits (1..{network.NUM_CLASSES})")
+    return parser
+
+
+def _parse(argv) -> argparse.Namespace:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.top is not None and not 1 <= args.top <= network.NUM_CLASSES:
+        parser.error(f"--top must be between 1 and {network.NUM_CLASSES}, not {args.top}")
+    if not args.images and not args.samples:
+        parser.error("give at least one IMAGE, or --samples")
+    return args
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit status instead of exiting."""
+    try:
+        args = _parse(argv)
+    except SystemExit as e:  # argparse exits on --help and on usage errors
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+
+    paths = [Path(p) for p in args.images]
+    if args.samples:
+        shipped = samples.paths()
+        if not shipped:
+            print(f"error: no sample digits in {samples.SAMPLES_DIR}", file=sys.stderr)
+            return EXIT_USAGE
+        paths += shipped
+    try:
+        backend = load_backend(args.backend)
+    except (BackendUnavailable, ImportError, OSError, ValueError) as e:
+        print(f"error: backend {args.backend}: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+
+    results: list[dict] = []
+    images: list[np.ndarray] = []
+    readable: list[dict] = []
+    for path in paths:
+        result: dict = {"path": str(path)}
+        try:
+            images.append(preprocess.load_image(path))
+            readable.append(result)
+        except preprocess.ImageError as e:
+            result["error"] = str(e)
+            print(f"error: {e}", file=sys.stderr)
+        results.append(result)
+
+    with backend:
+        if images:
+            prediction = backend.predict(np.stack(images))
+            probabilities = prediction.probabilities()
+            for result, digit, p in zip(readable, prediction.classes, probabilities):
+                ranked = np.argsort(-p, kind="stable")[: args.top or network.NUM_CLASSES]
+                result.update(
+                    digit=int(digit),
+                    confidence=float(p[digit]),
+                    top=[{"digit": int(d), "probability": float(p[d])} for d in ranked],
+                    backend=backend.name,
+                )
+
+    if args.json:
+        print(json.dumps(results, indent=1))
+    else:
+        sample_paths = set(samples.paths()) if args.samples else set()
+        for result in results:
+            if "error" not in result:
+                print(_line(result, args.top, short=Path(result["path"]) in sample_paths))
+    return EXIT_BAD_FILE if len(readable) < len(results) else EXIT_OK
+
+
+def _line(result: dict, top: int | None, short: bool) -> str:
+    """``digit_3.png: 3 (99.8%) [cpu]``, with ``top: 3 99.8%, 8 0.1%`` appended when asked."""
+    name = Path(result["path"]).name if short else result["path"]
+    line = f"{name}: {result['digit']} ({result['confidence']:.1%}) [{result['backend']}]"
+    if top:
+        ranked = ", ".join(f"{t['digit']} {t['probability']:.1%}" for t in result["top"])
+        line += f"  top: {ranked}"
+    return line
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Accuracy of a backend on the MNIST test set, and its agreement with the golden model.
+
+    python -m lenet5_pynq.evaluate --backend NAME [--mnist DIR] [--limit N] [--json]
+
+Agreement is counted per image: the same class as the golden model, and (for fixed-point
+backends) every raw logit bit the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+from . import backends, mnist
+
+
+def evaluate(backend, images: np.ndarray, labels: np.ndarray, golden=None) -> dict:
+    start = time.perf_counter()
+    result = backend.predict(images)
+    seconds = time.perf_counter() - start
+    report = {
+        "backend": backend.name,
+        "images": int(len(images)),
+        "correct": int((result.classes == labels).sum()),
+        "seconds": seconds,
+    }
+    report["accuracy"] = report["correct"] / max(len(images), 1)
+    if backend.name == "cpu":
+        report["golden"] = "this backend is the golden model"
+    else:
+        golden = golden or backends.load_backend("cpu")
+        reference = golden.predict(images)
+        report["same_class_as_golden"] = int((result.classes == reference.classes).sum())
+        if backend.exact:
+            same = np.all(result.logits == reference.logits, axis=1) & (result.classes == reference.classes)
+            report["bit_exact_with_golden"] = int(same.sum())
+    return report
+
+
+def format_report(r: dict) -> str:
+    lines = [f"backend {r['backend']}: {r['correct']}/{r['images']} correct = {r['accuracy']:.2%} ({r['seconds']:.2f} s)"]
+    if "golden" in r:
+        lines.append(r["golden"])
+    else:
+        lines.append(f"same class as the golden model: {r['same_class_as_golden']}/{r['images']}")
+        if "bit_exact_with_golden" in r:
+            lines.append(f"identical to the golden model in every logit bit: {r['bit_exact_with_golden']}/{r['images']}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lenet5_pynq.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", default="auto", help=f"one of {', '.join(backends.names())}")
+    parser.add_argument("--mnist", help="MNIST directory (default: $LENET5_MNIST or ../shared/mnist)")
+    parser.add_argument("--limit", type=int, help="only the first N test images")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1")
+    try:
+        images, labels = mnist.load(args.mnist, "test")
+        backend = backends.load_backend(args.backend)
+    except (mnist.MnistFormatError, backends.BackendUnavailable, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.limit:
+        images, labels = images[: args.limit], labels[: args.limit]
+    with backend:
+        report = evaluate(backend, images, labels)
+    print(json.dumps(report) if args.json else format_report(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

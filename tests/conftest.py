@@ -1,0 +1,16 @@
+import pytest
+
+from lenet5_pynq import mnist
+
+
+@pytest.fixture(scope="session")
+def mnist_dir():
+    directory = mnist.default_dir()
+    if directory is None:
+        pytest.skip("no MNIST directory: set $LENET5_MNIST or put ../shared/mnist beside the checkout")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def mnist_test(mnist_dir):
+    return mnist.load(mnist_dir, "test")
