@@ -31,10 +31,10 @@ INPUT_FORMAT = FixedFormat(8, 8 - network.PIXEL_FRAC_BITS, signed=False)
 
 def measure_activations(params: dict[str, np.ndarray], images: np.ndarray) -> dict[str, float]:
     """Largest magnitude of each layer's output (after ReLU) of the float network."""
-    from .backends.cpu import FloatBackend
+    from .backends.cpu import NumpyFloatModel
 
     peaks: dict[str, float] = {}
-    FloatBackend(params=params).logits(images, observe=lambda name, x: peaks.__setitem__(name, float(np.abs(x).max())))
+    NumpyFloatModel(params).logits(images, observe=lambda name, x: peaks.__setitem__(name, float(np.abs(x).max())))
     return peaks
 
 

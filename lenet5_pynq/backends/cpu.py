@@ -7,7 +7,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import fixedspec, golden, network, weights
-from .base import Backend, Prediction, check_images
+from .base import Backend, BackendUnavailable, Prediction, check_images
 
 
 class GoldenBackend(Backend):
@@ -25,14 +25,10 @@ class GoldenBackend(Backend):
         return Prediction(classes, logits, self.logit_scale)
 
 
-class FloatBackend(Backend):
-    """The float32 network.  Weights are laid out once for im2col matrix products."""
+class NumpyFloatModel:
+    """The float32 network in numpy (im2col matrix products); also measures activations."""
 
-    name = "cpu-float"
-
-    def __init__(self, weights_path=None, params=None):
-        if params is None:
-            params, _ = weights.load(weights_path)
+    def __init__(self, params: dict[str, np.ndarray]):
         self._layers = []
         for shape in network.layer_shapes():
             layer = shape.layer
@@ -61,6 +57,61 @@ class FloatBackend(Backend):
             if observe is not None:
                 observe(layer.name, x)
         return x
+
+
+def _pack_for_c(params: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Weights in the C kernel's layout: conv [f][c][ky][kx]; dense [in][out], with the first
+    dense layer's inputs reordered from Keras's channels-last flattening to channel-major."""
+    packed = []
+    previous = None
+    for shape in network.layer_shapes():
+        layer = shape.layer
+        kernel = params[f"{layer.name}/kernel"]
+        if isinstance(layer, network.Conv):
+            kernel = kernel.transpose(3, 2, 0, 1)
+        elif isinstance(previous, network.Conv):
+            h, w, c = shape.in_shape
+            kernel = kernel.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(h * w * c, -1)
+        packed += [np.ascontiguousarray(kernel, np.float32), np.ascontiguousarray(params[f"{layer.name}/bias"], np.float32)]
+        previous = layer
+    return packed
+
+
+class FloatBackend(Backend):
+    """The float32 network: a C kernel (compiled on first use), numpy where no compiler is."""
+
+    name = "cpu-float"
+
+    def __init__(self, weights_path=None, params=None, engine: str = "auto"):
+        if params is None:
+            params, _ = weights.load(weights_path)
+        self._numpy = NumpyFloatModel(params)
+        self._lib = None
+        if engine not in ("auto", "c", "numpy"):
+            raise ValueError(f"engine must be auto, c or numpy, not {engine!r}")
+        if engine != "numpy":
+            from .. import native
+
+            try:
+                self._ffi, self._lib = native.load("float_net.c", native.network_defines())
+            except native.BuildError as e:
+                if engine == "c":
+                    raise BackendUnavailable(str(e)) from None
+        self.engine = "c" if self._lib is not None else "numpy"
+        if self._lib is not None:
+            self._packed = _pack_for_c(params)
+            self._param_ptrs = self._ffi.new("float *[]", [self._ffi.from_buffer("float[]", a) for a in self._packed])
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        if self._lib is None:
+            return self._numpy.logits(images)
+        out = np.empty((len(images), network.NUM_CLASSES), np.float32)
+        status = self._lib.lenet5_float_forward(
+            self._param_ptrs, self._ffi.from_buffer("uint8_t[]", images), len(images), self._ffi.from_buffer("float[]", out)
+        )
+        if status:
+            raise RuntimeError(f"lenet5_float_forward failed with status {status}")
+        return out
 
     def predict(self, images) -> Prediction:
         logits = self.logits(check_images(images))
