@@ -1,0 +1,97 @@
+"""evaluate and bench from the command line, and backend selection."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lenet5_pynq import backends, bench, evaluate, load_backend
+from lenet5_pynq.backends.cpu import FloatBackend
+
+
+def test_evaluate_cpu_float_json(mnist_dir, capsys):
+    assert evaluate.main(["--backend", "cpu-float", "--mnist", str(mnist_dir), "--limit", "500", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["backend"] == "cpu-float" and report["images"] == 500
+    assert report["correct"] >= 495 and report["same_class_as_golden"] >= 498
+    assert "bit_exact_with_golden" not in report  # a float backend has no raw words to compare
+
+
+def test_evaluate_golden_text(mnist_dir, capsys):
+    assert evaluate.main(["--backend", "cpu", "--mnist", str(mnist_dir), "--limit", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "backend cpu: " in out and "/100 correct" in out and "is the golden model" in out
+
+
+def test_evaluate_counts_bit_differences(mnist_test):
+    """An exact backend that is off by one bit in one logit of one image is caught."""
+    golden = load_backend("cpu")
+
+    class OffByOne(backends.Backend):
+        name, exact = "off-by-one", True
+
+        def predict(self, images):
+            p = golden.predict(images)
+            p.logits[3, 4] += 1
+            return p
+
+    images, labels = mnist_test
+    report = evaluate.evaluate(OffByOne(), images[:50], labels[:50], golden)
+    assert report["bit_exact_with_golden"] == 49 and report["same_class_as_golden"] == 50
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--backend", "tpu"], "unknown backend 'tpu'"),
+        (["--mnist", "/nonexistent/mnist"], "/nonexistent/mnist: not a directory"),
+    ],
+)
+def test_evaluate_bad_arguments(args, message, capsys):
+    assert evaluate.main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_bad_limit_exits_2():
+    run = subprocess.run([sys.executable, "-m", "lenet5_pynq.evaluate", "--limit", "0"], capture_output=True, text=True)
+    assert run.returncode == 2 and "--limit must be at least 1" in run.stderr
+
+
+def test_auto_says_what_it_picked(capsys):
+    backend = load_backend("auto")
+    assert backend.name in {"cpu", "gpu", "fpga"}
+    assert f"auto: using backend {backend.name}" in capsys.readouterr().err
+
+
+def test_float_engines_agree(mnist_test):
+    images = mnist_test[0][:200]
+    c, numpy_model = FloatBackend(engine="c"), FloatBackend(engine="numpy")
+    assert c.engine == "c"
+    got, want = c.predict(images).logits, numpy_model.predict(images).logits
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_bench_table_json_and_plot(tmp_path, capsys):
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    args = ["--backends", "cpu,cpu-float", "--batches", "1,64", "--min-seconds", "0.05", "--peer", "cpu"]
+    assert bench.main(args + ["--json", str(out), "--plot", str(png)]) == 0
+    rows = json.loads(out.read_text())
+    assert {(r["backend"], r["batch"]) for r in rows} == {(b, n) for b in ("cpu", "cpu-float") for n in (1, 64)}
+    for r in rows:
+        assert r["images_per_second"] == pytest.approx(r["batch"] / r["seconds_per_call"])
+        assert r["calls"] >= 3
+    assert all(r["vs_peer"] == 1.0 for r in rows if r["backend"] == "cpu")
+    assert png.stat().st_size > 10000
+    assert "cpu-float" in capsys.readouterr().out
+
+
+def test_bench_bad_arguments(capsys):
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--batches", "0,10"])
+    assert e.value.code == 2 and "batch sizes must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--backends", "nope"])
+    assert e.value.code == 2 and "unknown backend 'nope'" in capsys.readouterr().err
