@@ -6,7 +6,7 @@ setup(
     description="LeNet-5 on MNIST for PYNQ: FPGA overlay, bit-exact golden model, CPU and CUDA peers",
     python_requires=">=3.10",
     packages=find_packages(include=["lenet5_pynq", "lenet5_pynq.*"]),
-    package_data={"lenet5_pynq": ["data/*.npz", "data/*.json", "data/samples/*.png", "data/samples/*.md"]},
+    package_data={"lenet5_pynq": ["data/*.npz", "data/*.json", "data/samples/*.png", "data/samples/*.md", "native/*.c", "native/*.h"]},
     install_requires=["numpy>=1.21", "pillow>=9", "cffi>=1.15"],
     extras_require={
         "train": ["tensorflow-cpu==2.20.0", "tqdm"],

@@ -34,7 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--samples", action="store_true", help="also classify the ten shipped sample digits")
     parser.add_argument("--backend", default="auto", choices=names(), help="where to run the network (default: auto)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
-    parser.add_argument("--top", type=int, metavar="K", help=f"also list the K most likely digits (1..{network.NUM_CLASSES})")
+    parser.add_argument(
+        "--top", type=int, metavar="K", help=f"also list the K most likely digits (1..{network.NUM_CLASSES})"
+    )
     return parser
 
 
@@ -68,6 +70,24 @@ def main(argv=None) -> int:
         print(f"error: backend {args.backend}: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
 
+    with backend:
+        results = _classify(backend, paths, args.top or network.NUM_CLASSES)
+
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        sample_paths = set(samples.paths()) if args.samples else set()
+        for result in results:
+            if "error" not in result:
+                print(_line(result, args.top, short=Path(result["path"]) in sample_paths))
+    return EXIT_BAD_FILE if any("error" in result for result in results) else EXIT_OK
+
+
+def _classify(backend, paths: list[Path], top: int) -> list[dict]:
+    """One result per path, in order: the `top` best digits, or the error that stopped it.
+
+    Errors are reported on stderr as they happen; all readable images go in one batch.
+    """
     results: list[dict] = []
     images: list[np.ndarray] = []
     readable: list[dict] = []
@@ -80,28 +100,18 @@ def main(argv=None) -> int:
             result["error"] = str(e)
             print(f"error: {e}", file=sys.stderr)
         results.append(result)
-
-    with backend:
-        if images:
-            prediction = backend.predict(np.stack(images))
-            probabilities = prediction.probabilities()
-            for result, digit, p in zip(readable, prediction.classes, probabilities):
-                ranked = np.argsort(-p, kind="stable")[: args.top or network.NUM_CLASSES]
-                result.update(
-                    digit=int(digit),
-                    confidence=float(p[digit]),
-                    top=[{"digit": int(d), "probability": float(p[d])} for d in ranked],
-                    backend=backend.name,
-                )
-
-    if args.json:
-        print(json.dumps(results, indent=1))
-    else:
-        sample_paths = set(samples.paths()) if args.samples else set()
-        for result in results:
-            if "error" not in result:
-                print(_line(result, args.top, short=Path(result["path"]) in sample_paths))
-    return EXIT_BAD_FILE if len(readable) < len(results) else EXIT_OK
+    if not images:
+        return results
+    prediction = backend.predict(np.stack(images))
+    for result, digit, p in zip(readable, prediction.classes, prediction.probabilities()):
+        ranked = np.argsort(-p, kind="stable")[:top]
+        result.update(
+            digit=int(digit),
+            confidence=float(p[digit]),
+            top=[{"digit": int(d), "probability": float(p[d])} for d in ranked],
+            backend=backend.name,
+        )
+    return results
 
 
 def _line(result: dict, top: int | None, short: bool) -> str:

@@ -128,6 +128,7 @@ def save(spec: FixedSpec, path: str | os.PathLike) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(spec.to_dict(), f, indent=1)
         f.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; the spec ships with the package
     os.replace(tmp, path)
 
 

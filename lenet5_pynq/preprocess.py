@@ -26,6 +26,10 @@ FIT = 20  # MNIST's box for the scaled digit, inside the 28x28 frame
 CENTRE = (FRAME[0] / 2, FRAME[1] / 2)
 
 MAX_PIXELS = 40_000_000  # a 12 MP phone photo fits; anything larger is refused before decoding
+# Larger images are shrunk to about this many pixels a side before any work: a digit that fills
+# a twentieth of the photo still keeps 50 pixels (it ends up 20), and a 512 MB board keeps its
+# memory.  JPEGs are even decoded at the reduced size.
+WORKING_SIDE = 1024
 # An image whose ink differs from its paper by less than this (of the full range) is blank.
 MIN_CONTRAST = 0.12
 # In an image larger than MNIST's frame (a scan, a photo, a JPEG), ink fainter than this (of the
@@ -34,6 +38,7 @@ MIN_CONTRAST = 0.12
 # dropped.
 NOISE_FLOOR = 0.08
 BORDER_FRACTION = 0.05  # width of the strip along the edges that tells the paper's brightness
+MAX_FIT_POINTS = 20_000  # of that strip, enough to fit the paper's lighting; more only costs time
 
 # Modes with an alpha channel, or a palette that may have a transparent entry.
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La", "P"}
@@ -87,6 +92,7 @@ def _open(path: Path) -> Image.Image:
         width, height = image.size
         if width * height > MAX_PIXELS:
             raise ImageError(f"{path}: {width}x{height} pixels is more than {MAX_PIXELS / 1e6:.0f} megapixels")
+        image.draft(None, (WORKING_SIDE, WORKING_SIDE))  # JPEG only; others ignore it
         with _pillow_errors_as_image_errors(path):
             image.load()
     except BaseException:
@@ -130,9 +136,9 @@ def to_mnist(image: Image.Image) -> np.ndarray:
     """An image of one digit, in any pillow mode, as MNIST would have it.
 
     Steps: gray levels in [0, 1] (transparency composited onto the paper, 16-bit gray scaled,
-    not clipped); dark ink on light paper inverted; paper brightness subtracted and the strongest
-    stroke stretched to full ink; cropped to the ink; scaled to fit 20x20 keeping the aspect
-    ratio; placed in 28x28 with its centre of mass at the centre.
+    not clipped); dark ink on light paper inverted; the paper's brightness (a plane, for uneven
+    light) removed and the strongest stroke stretched to full ink; cropped to the ink; scaled to
+    fit 20x20 keeping the aspect ratio; placed in 28x28 with its centre of mass at the centre.
 
     Parameters
     ----------
@@ -149,7 +155,7 @@ def to_mnist(image: Image.Image) -> np.ndarray:
     ImageError
         The image has no ink (it is one flat colour, up to noise).
     """
-    ink = _ink(_gray(image))
+    ink = _ink(_shrink(_gray(image), WORKING_SIDE))
     rows = np.flatnonzero(ink.any(axis=1))
     cols = np.flatnonzero(ink.any(axis=0))
     digit = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
@@ -163,9 +169,10 @@ def _gray(image: Image.Image) -> np.ndarray:
         return np.asarray(image).astype(np.float32) / np.float32(65535)
     if image.mode in ("I", "F"):
         values = np.asarray(image, dtype=np.float32)
-        # 32-bit modes carry 16-bit data (older pillow opens 16-bit PNGs as "I") or 8-bit data
-        # that was converted; the largest value tells which range was meant.
-        full_scale = 65535.0 if values.max() > 255 else 255.0
+        # 32-bit modes carry 16-bit data (older pillow opens 16-bit PNGs as "I"), converted
+        # 8-bit data, or 0..1 (bilevel masks, float TIFFs); the largest value tells which.
+        peak = float(values.max())
+        full_scale = 65535.0 if peak > 255 else 255.0 if peak > 1 else 1.0
         return np.clip(values / np.float32(full_scale), 0, 1)
     if image.mode == "1":
         image = image.convert("L")
@@ -182,25 +189,42 @@ def _gray(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.float32) / 255
 
 
+def _shrink(gray: np.ndarray, side: int) -> np.ndarray:
+    """Average whole blocks of pixels so that neither side is much over `side`."""
+    factor = -(-max(gray.shape) // side)  # ceiling division
+    if factor == 1:
+        return gray
+    height, width = (n // factor * factor for n in gray.shape)
+    blocks = gray[:height, :width].reshape(height // factor, factor, width // factor, factor)
+    return blocks.mean(axis=(1, 3), dtype=np.float32)
+
+
 def _composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Put the visible strokes on a paper of the opposite brightness.
 
     A digit drawn on a transparent canvas has no paper colour of its own: black ink would vanish
     on black and white ink on white.  The paper is therefore chosen against the opaque pixels.
     """
-    opaque = alpha > 0.5
-    if alpha.min() >= 1 or not opaque.any():
+    if alpha.min() >= 1:
         return gray
-    paper = 0.0 if gray[opaque].mean() > 0.5 else 1.0
-    return gray * alpha + np.float32(paper) * (1 - alpha)
+    opaque = alpha > 0.5
+    light_strokes = opaque.any() and gray[opaque].mean() > 0.5
+    paper = np.float32(0.0 if light_strokes else 1.0)
+    # Colours under fully transparent pixels are whatever the editor left there: alpha hides them.
+    return gray * alpha + paper * (1 - alpha)
 
 
 def _ink(gray: np.ndarray) -> np.ndarray:
     """float32 ink in [0, 1], 0 = paper, 1 = the strongest stroke."""
-    paper = float(np.median(_border(gray)))
+    paper = _paper(gray)
     # Paper darker than the middle of the image's range means MNIST's light ink on dark already.
-    light_ink = paper < (float(gray.min()) + float(gray.max())) / 2
-    ink = gray - paper if light_ink else paper - gray
+    light_ink = float(np.median(paper)) < (float(gray.min()) + float(gray.max())) / 2
+    if light_ink:
+        ink = gray - paper
+    else:
+        # Paper reflects the light that falls on it and ink a fixed fraction of that, so the
+        # ratio, not the difference, stays the same where the page is in shadow.
+        ink = (paper - gray) / np.maximum(paper, np.float32(1 / 255))
     np.clip(ink, 0, None, out=ink)
     peak = float(ink.max())
     if peak < MIN_CONTRAST:
@@ -211,13 +235,35 @@ def _ink(gray: np.ndarray) -> np.ndarray:
     return ink
 
 
-def _border(gray: np.ndarray) -> np.ndarray:
-    """The pixels of a strip along all four edges."""
+def _paper(gray: np.ndarray) -> np.ndarray:
+    """The paper's brightness at every pixel: a plane fitted to a strip along the edges.
+
+    Light falls unevenly on a photographed page, and a single paper level would count its
+    shaded side as ink.  Strokes that reach the edge must not tilt the plane, so the fit uses
+    only pixels near the strip's median, and then only those near the first plane.
+    """
     height, width = gray.shape
     strip = max(1, round(BORDER_FRACTION * min(height, width)))
-    return np.concatenate(
-        [gray[:strip].ravel(), gray[-strip:].ravel(), gray[:, :strip].ravel(), gray[:, -strip:].ravel()]
-    )
+    edge = np.zeros(gray.shape, bool)
+    edge[:strip] = edge[-strip:] = True
+    edge[:, :strip] = edge[:, -strip:] = True
+    rows, cols = np.nonzero(edge)
+    step = max(1, rows.size // MAX_FIT_POINTS)
+    rows, cols = rows[::step], cols[::step]
+    values = gray[rows, cols].astype(np.float64)
+    design = np.column_stack([np.ones(rows.size), rows / height - 0.5, cols / width - 0.5])
+    residual = values - np.median(values)
+    for _ in range(2):
+        # 1.4826 * median absolute deviation estimates the paper's noise like a standard
+        # deviation; the small floor keeps a perfectly flat border from rejecting everything.
+        spread = 1.4826 * float(np.median(np.abs(residual)))
+        inliers = np.abs(residual) <= 3 * spread + 2 / 255
+        coefficients = np.linalg.lstsq(design[inliers], values[inliers], rcond=None)[0]
+        residual = values - design @ coefficients
+    level, slope_down, slope_right = coefficients
+    down = (np.arange(height, dtype=np.float32) / height - 0.5)[:, None]
+    right = (np.arange(width, dtype=np.float32) / width - 0.5)[None, :]
+    return np.float32(level) + np.float32(slope_down) * down + np.float32(slope_right) * right
 
 
 def _fit(digit: np.ndarray, box: int) -> np.ndarray:
@@ -226,7 +272,8 @@ def _fit(digit: np.ndarray, box: int) -> np.ndarray:
     scale = box / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     if size != (width, height):
-        # LANCZOS averages like a camera would when shrinking; it overshoots a little at edges.
+        # LANCZOS anti-aliases when shrinking, as MNIST's grey rims come from anti-aliasing;
+        # its slight overshoot at edges is clipped.
         resized = Image.fromarray(digit).resize(size, Image.Resampling.LANCZOS)
         digit = np.clip(np.asarray(resized, dtype=np.float32), 0, None)
         # A thin stroke shrunk from a large image is grey; MNIST strokes reach full ink.

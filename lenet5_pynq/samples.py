@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from . import mnist, preprocess
-from .backends import BackendUnavailable, load_backend
+from .backends import load_backend
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "data" / "samples"
 DIGITS = range(10)
@@ -27,7 +27,7 @@ PAPER_BOTTOM = np.array([222, 218, 206], np.float32)  # ... and a little darker 
 INK = np.array([30, 34, 70], np.float32)  # blue-black ballpoint
 # A sample is kept only if the network is this sure of it, both as MNIST has it and after
 # the round trip through a photograph-like file, so that it survives retraining.
-MIN_CONFIDENCE = 0.95
+MIN_CONFIDENCE = 0.99
 BATCH = 500
 
 
@@ -91,6 +91,7 @@ def choose(images: np.ndarray, labels: np.ndarray, backend) -> dict[int, int]:
 
 
 def readme(chosen: dict[int, int]) -> str:
+    """The samples' README: where they come from and under which license."""
     indices = ", ".join(f"{digit}: {chosen[digit]}" for digit in DIGITS)
     return (
         "# Sample digits\n\n"
@@ -103,6 +104,7 @@ def readme(chosen: dict[int, int]) -> str:
 
 
 def main(argv=None) -> int:
+    """Choose, render and write the ten samples and their README; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m lenet5_pynq.samples", description=__doc__.split("\n")[0])
     parser.add_argument("--mnist", type=Path, default=mnist.default_dir(), help="MNIST directory")
     parser.add_argument("--out", type=Path, default=SAMPLES_DIR, help="where to write the samples")
@@ -112,7 +114,8 @@ def main(argv=None) -> int:
         images, labels = mnist.load(args.mnist, "test")
         with load_backend(args.backend) as backend:
             chosen = choose(images, labels, backend)
-    except (mnist.MnistFormatError, BackendUnavailable, RuntimeError, ValueError) as e:
+    # MnistFormatError is a ValueError; BackendUnavailable and "no candidate" are RuntimeErrors.
+    except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)

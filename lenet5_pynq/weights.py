@@ -54,6 +54,7 @@ def save(path: str | os.PathLike, params: dict[str, np.ndarray], meta: dict | No
     os.close(fd)
     try:
         np.savez(tmp, **arrays)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; weights ship with the package
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

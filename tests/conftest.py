@@ -6,8 +6,8 @@ from lenet5_pynq import mnist
 @pytest.fixture(scope="session")
 def mnist_dir():
     directory = mnist.default_dir()
-    if directory is None:
-        pytest.skip("no MNIST directory: set $LENET5_MNIST or put ../shared/mnist beside the checkout")
+    if directory is None or not directory.is_dir():
+        pytest.skip(f"no MNIST directory ({directory}): set $LENET5_MNIST or put ../shared/mnist beside the checkout")
     return directory
 
 
