@@ -17,11 +17,13 @@ import numpy as np
 from . import mnist, network, weights
 
 
-def build_model(keras, dropout: float = 0.0):
-    """The Keras model of the spec; the input is the pixel byte as float, scaled exactly."""
+def build_model(keras, dropout: float = 0.0, rescale: bool = True):
+    """The Keras model of the spec; the input is the pixel byte as float, scaled exactly (or,
+    with rescale=False, already scaled: for converters that know no Rescaling layer)."""
     layers = keras.layers
     x = inputs = keras.Input((network.INPUT_HEIGHT, network.INPUT_WIDTH, network.INPUT_CHANNELS))
-    x = layers.Rescaling(1.0 / 2**network.PIXEL_FRAC_BITS)(x)
+    if rescale:
+        x = layers.Rescaling(1.0 / 2**network.PIXEL_FRAC_BITS)(x)
     flattened = False
     for layer in network.LAYERS:
         if isinstance(layer, network.Conv):

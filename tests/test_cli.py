@@ -83,7 +83,9 @@ def test_bench_table_json_and_plot(tmp_path, capsys):
     for r in rows:
         assert r["images_per_second"] == pytest.approx(r["batch"] / r["seconds_per_call"])
         assert r["calls"] >= 3
-    assert all(r["vs_peer"] == 1.0 for r in rows if r["backend"] == "cpu")
+    assert all(r["vs"]["cpu"] == 1.0 for r in rows if r["backend"] == "cpu")
+    assert all(r["vs"]["cpu"] == pytest.approx(r["images_per_second"] / next(
+        c["images_per_second"] for c in rows if c["backend"] == "cpu" and c["batch"] == r["batch"])) for r in rows)
     assert png.stat().st_size > 10000
     assert "cpu-float" in capsys.readouterr().out
 
