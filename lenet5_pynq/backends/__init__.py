@@ -12,11 +12,6 @@ from .base import Backend, BackendUnavailable, Prediction, check_images
 _REGISTRY = {
     "cpu": ("lenet5_pynq.backends.cpu", "GoldenBackend", {}),
     "cpu-float": ("lenet5_pynq.backends.cpu", "FloatBackend", {}),
-    "gpu": ("lenet5_pynq.backends.gpu", "GpuBackend", {}),
-    "gpu-float": ("lenet5_pynq.backends.gpu", "GpuFloatBackend", {}),
-    "torch": ("lenet5_pynq.backends.torch_ref", "TorchBackend", {}),
-    "torch-fp16": ("lenet5_pynq.backends.torch_ref", "TorchBackend", {"dtype": "float16", "channels_last": True}),
-    "torch-compile": ("lenet5_pynq.backends.torch_ref", "TorchBackend", {"dtype": "float16", "channels_last": True, "compile": True}),
     "keras": ("lenet5_pynq.backends.keras_ref", "KerasBackend", {}),
     "keras-direct": ("lenet5_pynq.backends.keras_ref", "KerasBackend", {"direct": True}),
     "hls4ml-csim": ("lenet5_pynq.backends.hls4ml_ref", "Hls4mlBackend", {}),
