@@ -97,3 +97,19 @@ def test_bench_bad_arguments(capsys):
     with pytest.raises(SystemExit) as e:
         bench.main(["--backends", "nope"])
     assert e.value.code == 2 and "unknown backend 'nope'" in capsys.readouterr().err
+
+
+def test_float_backends_come_and_go_without_crashing():
+    """Closing the C kernel's library used to unload libgomp under its idle threads (a segfault
+    some time later); the library now stays loaded for the life of the process."""
+    script = (
+        "import gc, numpy as np\n"
+        "from lenet5_pynq.backends.cpu import FloatBackend\n"
+        "x = np.random.default_rng(0).integers(0, 256, (256, 28, 28), dtype=np.uint8)\n"
+        "for _ in range(30):\n"
+        "    b = FloatBackend(); b.predict(x); del b; gc.collect()\n"
+        "import time; time.sleep(0.3)\n"
+        "print(FloatBackend().predict(x).classes[:3])\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]

@@ -83,10 +83,19 @@ def build(source: str, defines: dict[str, str]) -> Path:
     raise BuildError(f"{cc} could not compile {src.name}: {errors[-1][0]}")
 
 
+_LOADED: dict[Path, tuple] = {}
+
+
 def load(source: str, defines: dict[str, str]):
-    """(ffi, lib) for a kernel whose header holds its cdef."""
+    """(ffi, lib) for a kernel whose header holds its cdef.
+
+    A library stays loaded for the life of the process: closing one that pulled in libgomp
+    unloads libgomp under its idle worker threads, which then crash the process."""
     import cffi
 
-    ffi = cffi.FFI()
-    ffi.cdef((HERE / source.replace(".c", ".h")).read_text())
-    return ffi, ffi.dlopen(str(build(source, defines)))
+    path = build(source, defines)
+    if path not in _LOADED:
+        ffi = cffi.FFI()
+        ffi.cdef((HERE / source.replace(".c", ".h")).read_text())
+        _LOADED[path] = (ffi, ffi.dlopen(str(path)))
+    return _LOADED[path]
