@@ -113,3 +113,12 @@ def test_float_backends_come_and_go_without_crashing():
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_hls4ml_peer_classifies_like_the_float_network(mnist_test):
+    pytest.importorskip("hls4ml")
+    pytest.importorskip("tensorflow")
+    images = mnist_test[0][:100]
+    with load_backend("hls4ml-csim") as peer:
+        same = (peer.predict(images).classes == load_backend("cpu-float").predict(images).classes).mean()
+    assert same >= 0.95  # its ap_fixed<16,6> everywhere costs about a point of accuracy
