@@ -12,6 +12,7 @@ from .base import Backend, BackendUnavailable, Prediction, check_images
 _REGISTRY = {
     "cpu": ("lenet5_pynq.backends.cpu", "GoldenBackend", {}),
     "cpu-float": ("lenet5_pynq.backends.cpu", "FloatBackend", {}),
+    "csim": ("lenet5_pynq.backends.csim", "CsimBackend", {}),
     "keras": ("lenet5_pynq.backends.keras_ref", "KerasBackend", {}),
     "keras-direct": ("lenet5_pynq.backends.keras_ref", "KerasBackend", {"direct": True}),
     "hls4ml-csim": ("lenet5_pynq.backends.hls4ml_ref", "Hls4mlBackend", {}),

@@ -1,0 +1,176 @@
+"""`csim`: the HLS accelerator's own C++ (hls_src/) compiled by g++ into a shared library and run
+through its AXI4-Stream contract, so Python exercises exactly the code Vitis HLS synthesizes.
+
+The library is hls_src/build/liblenet5_csim.so, built by `make -C hls_src lib` (run here on first
+use; make rebuilds it only when a source changed).  $LENET5_CSIM_LIB names a prebuilt one instead.
+Its weight memories are process-wide, like the fabric's: `load_weights` rewrites them through the
+mode-1 stream, and every backend makes sure its own weight set is loaded before it classifies.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from .. import fixedspec, hls_stream, network, weights
+from .base import Backend, BackendUnavailable, Prediction, check_images
+
+HLS_SRC = Path(__file__).resolve().parents[2] / "hls_src"
+LIBRARY = HLS_SRC / "build" / "liblenet5_csim.so"
+ENV_LIB = "LENET5_CSIM_LIB"
+CHUNK = 4096  # images per call of the top: bounds the stream buffers
+
+_lock = threading.Lock()
+_lib = None  # (ffi, lib) once loaded
+_loaded_key: object = "power-on"  # the weight set now in the library's memories
+
+
+class CsimError(RuntimeError):
+    """The simulated accelerator broke the stream contract."""
+
+
+def _cdef() -> str:
+    text = (HLS_SRC / "csim_api.h").read_text()
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#") and ln.strip() not in ('extern "C" {', "}")]
+    return "\n".join(lines)
+
+
+def build(verbose: bool = False) -> Path:
+    """Build (or bring up to date) the library with make; returns its path."""
+    if not (HLS_SRC / "Makefile").is_file():
+        raise BackendUnavailable(f"no HLS sources at {HLS_SRC} (the csim backend needs a source checkout)")
+    if shutil.which("make") is None or shutil.which(os.environ.get("CXX", "g++")) is None:
+        raise BackendUnavailable("the csim backend needs make and g++")
+    cmd = ["make", "-C", str(HLS_SRC), "lib", f"PYTHON={sys.executable}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise BackendUnavailable(f"building {LIBRARY.name} failed ({' '.join(cmd)}):\n{tail}")
+    if verbose:
+        print(proc.stdout, file=sys.stderr)
+    return LIBRARY
+
+
+def _library():
+    global _lib
+    if _lib is None:
+        try:
+            import cffi
+        except ImportError:  # pragma: no cover - cffi is a dependency
+            raise BackendUnavailable("the csim backend needs cffi") from None
+        path = Path(os.environ[ENV_LIB]) if os.environ.get(ENV_LIB) else build()
+        ffi = cffi.FFI()
+        ffi.cdef(_cdef())
+        try:
+            _lib = (ffi, ffi.dlopen(str(path)))
+        except OSError as e:
+            raise BackendUnavailable(f"cannot load {path}: {e}") from None
+    return _lib
+
+
+def run_stream(mode: int, n: int, beats: np.ndarray, out_beats: int) -> tuple[np.ndarray, np.ndarray]:
+    """One call of the top: input beats in, (output beats, their TLAST flags) out."""
+    ffi, lib = _library()
+    beats = np.ascontiguousarray(beats, dtype=np.uint64)
+    out = np.zeros(max(out_beats, 1), np.uint64)
+    last = np.zeros(len(out), np.uint8)
+    n_out = ffi.new("size_t *")
+    in_left = ffi.new("size_t *")
+    status = lib.lenet5_csim_run(
+        mode,
+        n,
+        ffi.cast("const uint64_t *", ffi.from_buffer(beats)),
+        len(beats),
+        ffi.cast("uint64_t *", ffi.from_buffer(out)),
+        ffi.cast("uint8_t *", ffi.from_buffer(last)),
+        len(out),
+        n_out,
+        in_left,
+    )
+    if status != 0:
+        msg = ffi.string(lib.lenet5_csim_status_message(status)).decode()
+        raise CsimError(f"lenet5(mode={mode}, n={n}): {msg} ({n_out[0]} beats out, {in_left[0]} input beats unread)")
+    return out[: n_out[0]], last[: n_out[0]]
+
+
+def classify_beats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Classes and raw logits of uint8 images through the simulated top, checking the beat count
+    and that TLAST is set on the final beat only."""
+    n = len(images)
+    expected = n * hls_stream.OUT_BEATS_PER_IMAGE
+    out, last = run_stream(hls_stream.MODE_CLASSIFY, n, hls_stream.pack_images(images), expected)
+    if len(out) != expected:
+        raise CsimError(f"{len(out)} output beats for {n} images, expected {expected}")
+    if n and (not last[-1] or last.sum() != 1):
+        raise CsimError(f"TLAST on {int(last.sum())} beats, expected on the final beat only")
+    return hls_stream.unpack_results(out)
+
+
+def load_stream(beats: np.ndarray) -> np.void:
+    """Send a mode-1 stream; returns the parsed ack, raising if the accelerator rejected it."""
+    out, last = run_stream(hls_stream.MODE_LOAD_WEIGHTS, 0, beats, 1)
+    if len(out) != 1 or not last[0]:
+        raise CsimError(f"weight load answered {len(out)} beats (TLAST {last.tolist()}), expected one ack with TLAST")
+    ack = hls_stream.parse_ack(out[0])
+    if ack["status"] != hls_stream.ACK_OK:
+        raise CsimError(f"weight load rejected: ack status {int(ack['status'])}")
+    return ack
+
+
+class CsimBackend(Backend):
+    """The HLS C++ top, run by g++ through the AXI-stream contract."""
+
+    name = "csim"
+    exact = True
+
+    def __init__(self, weights_path=None, spec_path=None):
+        self.weights_path = Path(weights_path) if weights_path is not None else weights.SHIPPED
+        self.spec_path = Path(spec_path) if spec_path is not None else fixedspec.SHIPPED
+        layers, self.spec = fixedspec.load_quantized(self.weights_path, self.spec_path)
+        self.logit_scale = self.spec.logits.scale
+        self._stream = hls_stream.pack_weight_stream(layers)
+        self._key = self._stream.tobytes()
+        with _lock:
+            _library()
+
+    def load_weights(self, weights_path=None, spec_path=None, params=None) -> np.void:
+        """Load a weight set into the simulated fabric through the mode-1 stream (what the board
+        driver does over DMA): a float .npz quantized with the spec, or float `params` (a dict of
+        Keras-layout arrays) quantized with it.  The spec's formats must match the built ones."""
+        spec = fixedspec.load(spec_path) if spec_path is not None else self.spec
+        if spec.to_dict()["layers"] != self.spec.to_dict()["layers"]:
+            raise ValueError("the spec's formats differ from those the accelerator was built with")
+        if params is None:
+            params, _ = weights.load(weights_path)
+        stream = hls_stream.pack_weight_stream(fixedspec.quantize_params(params, spec))
+        global _loaded_key
+        with _lock:
+            ack = load_stream(stream)
+            _loaded_key = stream.tobytes()
+        self._stream, self._key = stream, _loaded_key
+        return ack
+
+    def _ensure_weights(self) -> None:
+        global _loaded_key
+        if _loaded_key != self._key:
+            load_stream(self._stream)
+            _loaded_key = self._key
+
+    def predict(self, images) -> Prediction:
+        images = check_images(images)
+        classes = np.empty(len(images), np.int64)
+        logits = np.empty((len(images), network.NUM_CLASSES), np.int16)
+        with _lock:
+            self._ensure_weights()
+            for start in range(0, len(images), CHUNK):
+                c, l = classify_beats(images[start : start + CHUNK])
+                classes[start : start + CHUNK], logits[start : start + CHUNK] = c, l
+        return Prediction(classes, logits, self.logit_scale)
