@@ -16,6 +16,8 @@ _REGISTRY = {
     "keras": ("lenet5_pynq.backends.keras_ref", "KerasBackend", {}),
     "keras-direct": ("lenet5_pynq.backends.keras_ref", "KerasBackend", {"direct": True}),
     "hls4ml-csim": ("lenet5_pynq.backends.hls4ml_ref", "Hls4mlBackend", {}),
+    "fpga": ("lenet5_pynq.backends.fpga", "FpgaBackend", {}),
+    "sim": ("lenet5_pynq.backends.fpga", "SimBackend", {}),
 }
 # Best first; names not registered yet (added by later work) are skipped.
 AUTO_ORDER = ("fpga", "gpu", "cpu")

@@ -1,0 +1,97 @@
+"""Backends on the overlay driver: `fpga`, the real board, and `sim`, the same driver over a
+simulated board whose fabric is the HLS C simulation.  Both are bit-exact with the golden model.
+
+`fpga` decides in microseconds whether it can run (a PYNQ board, pynq importable, the board's
+overlay present), so `auto` falls through to the GPU or the CPU everywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .base import Backend, BackendUnavailable, Prediction, check_images
+
+PYNQ_BOARD_FILE = "/proc/device-tree/chosen/pynq_board"
+
+
+def on_board() -> bool:
+    """A PYNQ image: the device tree names the board (what pynq itself checks)."""
+    return os.path.isfile(PYNQ_BOARD_FILE)
+
+
+class _OverlayBackend(Backend):
+    exact = True
+    fallback_reason = ""  # why board_or_sim() chose the simulated board
+
+    def _open(self, **overlay_kwargs):
+        from ..overlay import LeNet5Overlay
+
+        self.overlay = LeNet5Overlay(**overlay_kwargs)
+        self.logit_scale = self.overlay.logit_scale
+
+    def predict(self, images) -> Prediction:
+        return self.overlay.classify(check_images(images))
+
+    def load_weights(self, source, spec=None, **kwargs) -> None:
+        """Load another weight set into the fabric (see `LeNet5Overlay.load_weights`)."""
+        self.overlay.load_weights(source, spec, **kwargs)
+
+    @property
+    def last_timing(self):
+        return self.overlay.last_timing
+
+    def close(self) -> None:
+        overlay = getattr(self, "overlay", None)
+        if overlay is not None:
+            overlay.close()
+            self.overlay = None
+
+
+class FpgaBackend(_OverlayBackend):
+    """The LeNet-5 overlay on this PYNQ board."""
+
+    name = "fpga"
+
+    def __init__(self, bitfile=None, board=None, **overlay_kwargs):
+        if bitfile is None and not on_board():
+            raise BackendUnavailable(f"not a PYNQ board ({PYNQ_BOARD_FILE} does not exist)")
+        try:
+            import pynq  # noqa: F401
+        except ImportError as e:
+            raise BackendUnavailable(f"pynq is not importable: {e}") from None
+        from ..overlay import OverlayNotFound, default_bitfile
+
+        try:
+            path = Path(bitfile) if bitfile is not None else default_bitfile(board)
+        except (OverlayNotFound, ValueError) as e:
+            raise BackendUnavailable(str(e)) from None
+        self._open(bitfile=path, **overlay_kwargs)
+
+
+class SimBackend(_OverlayBackend):
+    """The overlay driver over a simulated board (`lenet5_pynq.simboard`)."""
+
+    name = "sim"
+
+    def __init__(self, board=None, **overlay_kwargs):
+        try:
+            import pynq  # noqa: F401
+        except ImportError as e:
+            raise BackendUnavailable(f"pynq is not installed (pip install -e '.[board]'): {e}") from None
+        from .. import board_design
+        from ..simboard import SimBoard
+
+        self.board = SimBoard(board or board_design.DEFAULT_BOARD)
+        self._open(bitfile=self.board.bitfile, device=self.board, **overlay_kwargs)
+
+
+def board_or_sim(**overlay_kwargs) -> _OverlayBackend:
+    """The `fpga` backend on a PYNQ board with the overlay, else the `sim` backend (the same
+    driver over a simulated board): what the notebooks run on, on the board and in CI."""
+    try:
+        return FpgaBackend(**overlay_kwargs)
+    except BackendUnavailable as e:
+        backend = SimBackend(**overlay_kwargs)
+        backend.fallback_reason = str(e)
+        return backend
