@@ -72,7 +72,7 @@ def time_backend(backend, images: np.ndarray, batch: int, min_seconds=MIN_SECOND
         "seconds_per_call": per_call,
         "images_per_second": batch / per_call,
         "us_per_image": per_call / batch * 1e6,
-        "device": machine(),
+        "device": backend.device or machine(),
     }
 
 

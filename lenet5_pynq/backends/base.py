@@ -53,6 +53,7 @@ class Backend:
 
     name = "?"
     exact = False  # True: bit-exact with the golden fixed-point model
+    device: str | None = None  # what it runs on, where that is not this machine's CPU
 
     def predict(self, images) -> Prediction:
         raise NotImplementedError

@@ -27,7 +27,9 @@ LIBRARY = HLS_SRC / "build" / "liblenet5_csim.so"
 ENV_LIB = "LENET5_CSIM_LIB"
 CHUNK = 4096  # images per call of the top: bounds the stream buffers
 
-_lock = threading.Lock()
+# The library's weight memories are process-wide, as the fabric's are: whoever runs the top
+# (this backend, the simulated board) holds `lock` and calls `ensure_weights` first.
+lock = threading.Lock()
 _lib = None  # (ffi, lib) once loaded
 _loaded_key: object = "power-on"  # the weight set now in the library's memories
 
@@ -59,7 +61,8 @@ def build(verbose: bool = False) -> Path:
     return LIBRARY
 
 
-def _library():
+def library():
+    """(ffi, lib) of the C-simulation library, built on first use."""
     global _lib
     if _lib is None:
         try:
@@ -78,7 +81,7 @@ def _library():
 
 def run_stream(mode: int, n: int, beats: np.ndarray, out_beats: int) -> tuple[np.ndarray, np.ndarray]:
     """One call of the top: input beats in, (output beats, their TLAST flags) out."""
-    ffi, lib = _library()
+    ffi, lib = library()
     beats = np.ascontiguousarray(beats, dtype=np.uint64)
     out = np.zeros(max(out_beats, 1), np.uint64)
     last = np.zeros(len(out), np.uint8)
@@ -125,6 +128,19 @@ def load_stream(beats: np.ndarray) -> np.void:
     return ack
 
 
+def ensure_weights(stream: np.ndarray) -> None:
+    """Make the weight set of this mode-1 `stream` the one in the memories (hold `lock`)."""
+    if _loaded_key != stream.tobytes():
+        load_stream(stream)
+        mark_loaded(stream)
+
+
+def mark_loaded(stream: np.ndarray) -> None:
+    """Record that the memories now hold the weight set of `stream` (hold `lock`)."""
+    global _loaded_key
+    _loaded_key = stream.tobytes()
+
+
 class CsimBackend(Backend):
     """The HLS C++ top, run by g++ through the AXI-stream contract."""
 
@@ -137,9 +153,8 @@ class CsimBackend(Backend):
         layers, self.spec = fixedspec.load_quantized(self.weights_path, self.spec_path)
         self.logit_scale = self.spec.logits.scale
         self._stream = hls_stream.pack_weight_stream(layers)
-        self._key = self._stream.tobytes()
-        with _lock:
-            _library()
+        with lock:
+            library()
 
     def load_weights(self, weights_path=None, spec_path=None, params=None) -> np.void:
         """Load a weight set into the simulated fabric through the mode-1 stream (what the board
@@ -151,25 +166,18 @@ class CsimBackend(Backend):
         if params is None:
             params, _ = weights.load(weights_path)
         stream = hls_stream.pack_weight_stream(fixedspec.quantize_params(params, spec))
-        global _loaded_key
-        with _lock:
+        with lock:
             ack = load_stream(stream)
-            _loaded_key = stream.tobytes()
-        self._stream, self._key = stream, _loaded_key
+            mark_loaded(stream)
+        self._stream = stream
         return ack
-
-    def _ensure_weights(self) -> None:
-        global _loaded_key
-        if _loaded_key != self._key:
-            load_stream(self._stream)
-            _loaded_key = self._key
 
     def predict(self, images) -> Prediction:
         images = check_images(images)
         classes = np.empty(len(images), np.int64)
         logits = np.empty((len(images), network.NUM_CLASSES), np.int16)
-        with _lock:
-            self._ensure_weights()
+        with lock:
+            ensure_weights(self._stream)
             for start in range(0, len(images), CHUNK):
                 c, l = classify_beats(images[start : start + CHUNK])
                 classes[start : start + CHUNK], logits[start : start + CHUNK] = c, l

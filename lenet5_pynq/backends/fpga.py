@@ -82,7 +82,9 @@ class SimBackend(_OverlayBackend):
         from .. import board_design
         from ..simboard import SimBoard
 
-        self.board = SimBoard(board or board_design.DEFAULT_BOARD)
+        board = board or board_design.DEFAULT_BOARD
+        self.board = SimBoard(board)
+        self.device = f"simulated {board} (HLS C simulation as the fabric)"
         self._open(bitfile=self.board.bitfile, device=self.board, **overlay_kwargs)
 
 

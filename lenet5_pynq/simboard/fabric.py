@@ -1,11 +1,10 @@
 """The simulated board's datapath: the HLS top compiled by g++, as the `csim` backend loads it
 (hls_src/build/liblenet5_csim.so, or $LENET5_CSIM_LIB), driven through its AXI4-Stream C API.
 
-The library's weight memories are process-wide, shared with the `csim` backend.  Its bookkeeping
-(`csim._loaded_key`, the stream bytes of the set now loaded, under `csim._lock`) is used here too,
-so a simulated board and a csim backend in one process never classify with each other's weights:
-before each run the board's own set (the power-on weights or the last set it loaded) is reloaded
-if anyone else changed it.
+The library's weight memories are process-wide, shared with the `csim` backend: under `csim.lock`,
+`csim.ensure_weights` reloads the board's own set (the power-on weights or the last set it
+loaded) if anyone else changed it, so a simulated board and a csim backend in one process never
+classify with each other's weights.
 """
 
 from __future__ import annotations
@@ -30,8 +29,8 @@ def shipped_stream() -> np.ndarray:
 
 def check_library() -> str:
     """Load (building if needed) the library; returns its VLNV, which must be the IP's."""
-    with csim._lock:
-        ffi, lib = csim._library()
+    with csim.lock:
+        ffi, lib = csim.library()
         vlnv = ffi.string(lib.lenet5_csim_vlnv()).decode()
     if vlnv != hls_config.VLNV:
         raise BackendUnavailable(f"the C-simulation library is IP {vlnv}, the block design places {hls_config.VLNV}; rebuild it")
@@ -43,16 +42,13 @@ def run(weight_stream, mode: int, n: int, beats: np.ndarray, out_cap: int):
 
     Returns (out beats, TLAST flags, the weight stream now loaded)."""
     stream = weight_stream if weight_stream is not None else shipped_stream()
-    key = stream.tobytes()
-    with csim._lock:
-        if csim._loaded_key != key:
-            csim.load_stream(stream)
-            csim._loaded_key = key
+    with csim.lock:
+        csim.ensure_weights(stream)
         if mode == hls_stream.MODE_LOAD_WEIGHTS:
             out, last = csim.run_stream(mode, n, beats, out_cap)
             if len(out) and int(hls_stream.parse_ack(int(out[0]))["status"]) == hls_stream.ACK_OK:
                 stream = np.asarray(beats, np.uint64).copy()
-                csim._loaded_key = stream.tobytes()
+                csim.mark_loaded(stream)
             return out, last.astype(bool), stream
         out, last = csim.run_stream(mode, n, beats, out_cap)
         return out, last.astype(bool), weight_stream
