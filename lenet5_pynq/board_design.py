@@ -105,6 +105,29 @@ class Board:
 
 
 _KB64 = 0x1_0000
+
+# The Zynq UltraScale+ boards share the PS settings, the DMA's address width and the address map.
+_ZYNQ_US_PLUS = dict(
+    family="zynq_us+",
+    ps_vlnv="xilinx.com:ip:zynq_ultra_ps_e:3.5",
+    ps_modtype="zynq_ultra_ps_e",
+    ps_master="M_AXI_HPM0_FPD",
+    ps_slave="S_AXI_HP0_FPD",
+    ps_clock_pin="pl_clk0",
+    ps_reset_pin="pl_resetn0",
+    ps_config={
+        "PSU__USE__M_AXI_GP0": 1,
+        "PSU__USE__M_AXI_GP1": 0,
+        "PSU__USE__M_AXI_GP2": 0,
+        "PSU__MAXIGP0__DATA_WIDTH": 32,
+        "PSU__USE__S_AXI_GP2": 1,
+        "PSU__SAXIGP2__DATA_WIDTH": 64,
+        "PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ": FABRIC_CLOCK_MHZ,
+    },
+    dma_address_width=64,
+    addresses={DMA_NAME: (0xA000_0000, _KB64), ACCEL_NAME: (0xA001_0000, _KB64)},
+)
+
 BOARDS: dict[str, Board] = {
     "pynq-z2": Board(
         name="pynq-z2",
@@ -135,24 +158,7 @@ BOARDS: dict[str, Board] = {
         part=hls_config.PARTS["zcu104"],
         board_part="xilinx.com:zcu104:part0:1.1",
         board_connections="",
-        family="zynq_us+",
-        ps_vlnv="xilinx.com:ip:zynq_ultra_ps_e:3.5",
-        ps_modtype="zynq_ultra_ps_e",
-        ps_master="M_AXI_HPM0_FPD",
-        ps_slave="S_AXI_HP0_FPD",
-        ps_clock_pin="pl_clk0",
-        ps_reset_pin="pl_resetn0",
-        ps_config={
-            "PSU__USE__M_AXI_GP0": 1,
-            "PSU__USE__M_AXI_GP1": 0,
-            "PSU__USE__M_AXI_GP2": 0,
-            "PSU__MAXIGP0__DATA_WIDTH": 32,
-            "PSU__USE__S_AXI_GP2": 1,
-            "PSU__SAXIGP2__DATA_WIDTH": 64,
-            "PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ": FABRIC_CLOCK_MHZ,
-        },
-        dma_address_width=64,
-        addresses={DMA_NAME: (0xA000_0000, _KB64), ACCEL_NAME: (0xA001_0000, _KB64)},
+        **_ZYNQ_US_PLUS,
         hls_part=hls_config.PARTS["zcu104"],
     ),
     "kv260": Board(
@@ -161,24 +167,7 @@ BOARDS: dict[str, Board] = {
         part=hls_config.PARTS["kv260"],
         board_part="xilinx.com:kv260_som:part0:1.4",
         board_connections="som240_1_connector xilinx.com:kv260_carrier:som240_1_connector:1.3",
-        family="zynq_us+",
-        ps_vlnv="xilinx.com:ip:zynq_ultra_ps_e:3.5",
-        ps_modtype="zynq_ultra_ps_e",
-        ps_master="M_AXI_HPM0_FPD",
-        ps_slave="S_AXI_HP0_FPD",
-        ps_clock_pin="pl_clk0",
-        ps_reset_pin="pl_resetn0",
-        ps_config={
-            "PSU__USE__M_AXI_GP0": 1,
-            "PSU__USE__M_AXI_GP1": 0,
-            "PSU__USE__M_AXI_GP2": 0,
-            "PSU__MAXIGP0__DATA_WIDTH": 32,
-            "PSU__USE__S_AXI_GP2": 1,
-            "PSU__SAXIGP2__DATA_WIDTH": 64,
-            "PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ": FABRIC_CLOCK_MHZ,
-        },
-        dma_address_width=64,
-        addresses={DMA_NAME: (0xA000_0000, _KB64), ACCEL_NAME: (0xA001_0000, _KB64)},
+        **_ZYNQ_US_PLUS,
         hls_part=hls_config.PARTS["kv260"],
     ),
 }
