@@ -1,0 +1,30 @@
+// Launchers of the fused kernel: one per (mode, variant).  Host code; the C API calls these.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "network_types.cuh"
+
+namespace lenet5 {
+
+// Values of lenet5_variant, less one (AUTO is resolved by the caller).
+enum Variant : int { kVariantWarp = 0, kVariantBlock = 1, kVariantWarpSmall = 2, kNumVariants = 3 };
+
+struct LaunchInfo {
+    int block;               // threads per block
+    int images_per_block;    // images a block takes per pass
+    int smem_bytes;          // dynamic shared memory per block
+    int max_blocks_per_sm;   // occupancy (0: cannot run on this device)
+    int registers;           // per thread
+};
+
+// Raises the kernel's shared-memory limit and reads its occupancy on the current device.
+// Must be called (once per device) before launch().
+template <class M>
+cudaError_t prepare(Variant v, LaunchInfo* info);
+
+// Launches on `stream` with `grid` blocks; returns the launch's error.
+template <class M>
+cudaError_t launch(Variant v, const NetParams<M>& p, const NetIO& io, int grid, cudaStream_t stream);
+
+}  // namespace lenet5

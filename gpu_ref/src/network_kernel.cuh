@@ -1,0 +1,647 @@
+// The whole network in one kernel.  Device code only; the launchers are in launch.cu.
+//
+// A "team" of threads (a warp, or a whole block) takes IPT images at a time through every layer:
+//   global uint8 images -> region A (bytes) -> conv1 -> region B -> conv2 -> A -> fc1 -> B
+//   -> fc2 -> A -> fc3 -> B (logits) -> global logits and classes.
+// Intermediates never leave shared memory; the input is read once.  Two weight placements:
+// * throughput variants: the convolution kernels and biases in shared memory as acc_t (read as
+//   warp-wide broadcasts), the dense kernels in global memory (through L1/L2, each weight reused
+//   for R images);
+// * latency variant (a block per image): every weight in shared memory as float32 (exact also
+//   for the fixed mode's 16-bit integers), prefetched with cp.async while conv1 runs, so no
+//   stage waits on L2 for each weight.
+// The grid is persistent: teams loop over groups of images.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "network_types.cuh"
+
+namespace lenet5 {
+
+__host__ __device__ constexpr int round_up(int x, int to) { return (x + to - 1) / to * to; }
+__host__ __device__ constexpr int cmax(int a, int b) { return a > b ? a : b; }
+
+// Widest vector (at most 16 bytes) whose width divides both the count and the stride, so every
+// access is aligned when the base is 16-byte aligned.
+template <class T>
+__host__ __device__ constexpr int pick_vec(int count, int stride) {
+    for (int v = 16 / int(sizeof(T)); v > 1; v /= 2)
+        if (count % v == 0 && stride % v == 0) return v;
+    return 1;
+}
+
+template <class T, int V> struct VecT;
+template <> struct VecT<float, 1> { using type = float; };
+template <> struct VecT<float, 2> { using type = float2; };
+template <> struct VecT<float, 4> { using type = float4; };
+template <> struct VecT<double, 1> { using type = double; };
+template <> struct VecT<double, 2> { using type = double2; };
+
+__device__ __forceinline__ void unpack(float v, float* d) { d[0] = v; }
+__device__ __forceinline__ void unpack(float2 v, float* d) { d[0] = v.x; d[1] = v.y; }
+__device__ __forceinline__ void unpack(float4 v, float* d) { d[0] = v.x; d[1] = v.y; d[2] = v.z; d[3] = v.w; }
+__device__ __forceinline__ void unpack(double v, double* d) { d[0] = v; }
+__device__ __forceinline__ void unpack(double2 v, double* d) { d[0] = v.x; d[1] = v.y; }
+
+// N values from shared memory in vectors of V.
+template <int N, int V, class T>
+__device__ __forceinline__ void load_shared(T (&dst)[N], const T* src) {
+    static_assert(N % V == 0, "vector width must divide the count");
+    using Vt = typename VecT<T, V>::type;
+#pragma unroll
+    for (int i = 0; i < N / V; ++i) unpack(reinterpret_cast<const Vt*>(src)[i], &dst[i * V]);
+}
+
+// N values from global memory (read-only path) in vectors of V.
+template <int N, int V, class T>
+__device__ __forceinline__ void load_global(T (&dst)[N], const T* __restrict__ src) {
+    static_assert(N % V == 0, "vector width must divide the count");
+    using Vt = typename VecT<T, V>::type;
+#pragma unroll
+    for (int i = 0; i < N / V; ++i) unpack(__ldg(reinterpret_cast<const Vt*>(src) + i), &dst[i * V]);
+}
+
+__device__ __forceinline__ float fma_acc(float a, float b, float c) { return __fmaf_rn(a, b, c); }
+__device__ __forceinline__ double fma_acc(double a, double b, double c) { return __fma_rn(a, b, c); }
+
+// 16-byte global -> shared copies that complete in the background (cp.async, sm_80+).
+__device__ __forceinline__ void copy16_async(void* smem_dst, const void* gmem_src) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem_src) : "memory");
+#else
+    *reinterpret_cast<uint4*>(smem_dst) = __ldg(reinterpret_cast<const uint4*>(gmem_src));
+#endif
+}
+__device__ __forceinline__ void async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+// Waits until at most N of this thread's committed groups are still in flight.
+template <int N>
+__device__ __forceinline__ void async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+template <int TEAM>
+__device__ __forceinline__ void team_sync() {
+    if constexpr (TEAM == 32) {
+        __syncwarp();
+    } else {
+        __syncthreads();
+    }
+}
+
+// The output of one neuron in fixed mode: exact sum + aligned bias, cast, ReLU.
+template <bool RELU>
+__device__ __forceinline__ int64_t fixed_neuron(double acc, double bias, const FixedCast& fc) {
+    int64_t r = fixed_cast(__double2ll_rn(acc + bias), fc);
+    return RELU ? (r > 0 ? r : 0) : r;
+}
+
+// Outputs per dense work item, and the k slices of the split dense stage for `threads` threads
+// (at least 4 products per slice).
+template <class L, int OGMAX>
+__host__ __device__ constexpr int dense_og() {
+    return L::out % OGMAX == 0 ? OGMAX : (OGMAX >= 2 && L::out % 2 == 0 ? 2 : 1);
+}
+template <class L, int OGMAX>
+__host__ __device__ constexpr int dense_slices(int threads) {
+    const int per = threads / (L::out / dense_og<L, OGMAX>());
+    const int most = L::in / 4;
+    return per < 1 ? 1 : (per > most ? most : per);
+}
+
+// Launch configuration of one kernel variant.
+//   BLOCK threads a block; TEAM threads (32 or BLOCK) share IPT images;
+//   CG1, CG2: output channels a thread computes per conv1/conv2 work item;
+//   R: images a thread computes per dense work item; OGMAX: outputs per dense work item (at most);
+//   KSPLIT: independent partial sums per dense output (shorter dependency chains at batch 1);
+//   ACT: type of the activations in shared memory (acc_t, or float: exact for fixed mode's
+//   16-bit integers, half the shared memory);
+//   ALL_SMEM: every weight in shared memory as float (latency), else conv weights as acc_t in
+//   shared memory and dense weights read from global memory (throughput);
+//   CSPLIT: 0, or (latency, one image per block) conv2 split into CSPLIT groups of input
+//   channels and the dense layers split over k, partial sums reduced through shared memory.
+template <class M, int BLOCK, int TEAM, int IPT, int CG1, int CG2, int R, int OGMAX, int KSPLIT, int MIN_BLOCKS,
+          class ACT, bool ALL_SMEM, int CSPLIT = 0, bool DENSE_SMEM = ALL_SMEM>
+struct Config {
+    using mode = M;
+    using acc_t = typename M::acc_t;
+    using act_t = ACT;
+    using wt_t = typename std::conditional<ALL_SMEM, float, acc_t>::type;  // weights in shared memory
+    static constexpr bool kAllSmem = ALL_SMEM;      // float32 weights (conv at least) in shared memory
+    static constexpr bool kDenseSmem = DENSE_SMEM;  // dense weights too (else read from L2)
+    static_assert(!DENSE_SMEM || ALL_SMEM, "dense weights in shared memory are float32");
+    static constexpr int kBlock = BLOCK, kTeam = TEAM, kImagesPerTeam = IPT;
+    static constexpr int kCg1 = CG1, kCg2 = CG2, kR = R, kOgMax = OGMAX, kKSplit = KSPLIT, kMinBlocks = MIN_BLOCKS;
+    static constexpr int kTeamsPerBlock = BLOCK / TEAM;
+    static_assert(TEAM == 32 || TEAM == BLOCK, "a team is a warp or the whole block");
+    static_assert(BLOCK % TEAM == 0, "whole teams per block");
+
+    // Per-image strides (elements) of the activations, multiples of 4 for vector loads.
+    static constexpr int kS1 = round_up(L0::outputs, 4);  // conv1 out
+    static constexpr int kS2 = round_up(L1::outputs, 4);  // conv2 out = fc1 in
+    static constexpr int kS3 = round_up(L2::out, 4);
+    static constexpr int kS4 = round_up(L3::out, 4);
+    static constexpr int kS5 = round_up(L4::out, 4);  // logits
+    static constexpr int kAct = int(sizeof(act_t));
+    // The input image in shared memory: bytes (throughput), or converted once to act_t (latency:
+    // each pixel is read by many threads).
+    using img_t = typename std::conditional<(CSPLIT > 0), act_t, uint8_t>::type;
+    static constexpr int kRegionA =
+        round_up(cmax(IPT * kImageBytes * int(sizeof(img_t)), cmax(IPT * kS2 * kAct, IPT * kS4 * kAct)), 16);
+    static constexpr int kRegionB = round_up(cmax(IPT * kS1 * kAct, cmax(IPT * kS3 * kAct, IPT * kS5 * kAct)), 16);
+    static constexpr int kTeamBytes = kRegionA + kRegionB;
+
+    // Weights in shared memory (wt_t elements; each piece a multiple of 4 elements, so 16-byte
+    // aligned): conv1, conv2 kernels and biases, and with ALL_SMEM the dense ones too.
+    static constexpr int kOffW0 = 0;
+    static constexpr int kOffB0 = kOffW0 + round_up(L0::kernel_count, 4);
+    static constexpr int kOffW1 = kOffB0 + round_up(L0::bias_count, 4);
+    static constexpr int kOffB1 = kOffW1 + round_up(L1::kernel_count, 4);
+    static constexpr int kOffW2 = kOffB1 + round_up(L1::bias_count, 4);
+    static constexpr int kOffB2 = kOffW2 + round_up(L2::kernel_count, 4);
+    static constexpr int kOffW3 = kOffB2 + round_up(L2::bias_count, 4);
+    static constexpr int kOffB3 = kOffW3 + round_up(L3::kernel_count, 4);
+    static constexpr int kOffW4 = kOffB3 + round_up(L3::bias_count, 4);
+    static constexpr int kOffB4 = kOffW4 + round_up(L4::kernel_count, 4);
+    static constexpr int kOffEnd = kOffB4 + round_up(L4::bias_count, 4);
+    static constexpr int kWeightElems = DENSE_SMEM ? kOffEnd : kOffW2;
+    static constexpr int kWeightBytes = round_up(kWeightElems * int(sizeof(wt_t)), 16);
+
+    static constexpr int kCSplit = CSPLIT;
+    static_assert(CSPLIT == 0 || (IPT == 1 && TEAM == BLOCK), "split stages: one image per block");
+    // Partial sums of the split stages (acc_t elements).
+    static constexpr int kScratchElems =
+        CSPLIT == 0 ? 0
+                    : cmax(CSPLIT * L1::out_c * L1::out_h * L1::out_w * L1::pool * L1::pool,
+                           cmax(dense_slices<L2, OGMAX>(BLOCK) * L2::out,
+                                cmax(dense_slices<L3, OGMAX>(BLOCK) * L3::out, dense_slices<L4, OGMAX>(BLOCK) * L4::out)));
+    static constexpr int kScratchBytes = round_up(kScratchElems * int(sizeof(acc_t)), 16);
+    static constexpr int kSmemBytes = kWeightBytes + kTeamsPerBlock * kTeamBytes + kScratchBytes;
+};
+
+// One pooled output from its pool*pool conv sums: fixed mode casts each, applies ReLU, then
+// pools (the cast need not be monotone: AP_WRAP); float mode pools, then adds the bias and
+// applies ReLU (both monotone, the bias per channel: exact).
+template <class M, bool RELU, int N, class ActT>
+__device__ __forceinline__ ActT finish_pooled(const typename M::acc_t (&v)[N], typename M::acc_t bias, const FixedCast& fc) {
+    if constexpr (M::kFixed) {
+        int64_t best = fixed_neuron<RELU>(v[0], bias, fc);
+#pragma unroll
+        for (int i = 1; i < N; ++i) {
+            const int64_t r = fixed_neuron<RELU>(v[i], bias, fc);
+            best = r > best ? r : best;
+        }
+        return ActT(best);
+    } else {
+        float x = v[0];
+#pragma unroll
+        for (int i = 1; i < N; ++i) x = fmaxf(x, v[i]);
+        x += bias;
+        return RELU ? fmaxf(x, 0.0f) : x;
+    }
+}
+
+// One dense output from its sum.
+template <class M, bool RELU, class ActT>
+__device__ __forceinline__ ActT finish_dense(typename M::acc_t sum, typename M::acc_t bias, const FixedCast& fc) {
+    if constexpr (M::kFixed) {
+        return ActT(fixed_neuron<RELU>(sum, bias, fc));
+    } else {
+        const float x = sum + bias;
+        return RELU ? fmaxf(x, 0.0f) : x;
+    }
+}
+
+// The team's images into shared memory (as bytes, or converted to ImgT); missing images (a short
+// last group) are zeros.
+template <int IPT, int TEAM, class ImgT>
+__device__ __forceinline__ void load_images(ImgT* dst, const uint8_t* src, int valid, bool vec16, int rank) {
+    constexpr int kTotal = IPT * kImageBytes;
+    if (kImageBytes % 16 == 0 && vec16) {
+        constexpr int kVecs = kTotal / 16;
+        const int nv = valid * (kImageBytes / 16);
+        const uint4* s = reinterpret_cast<const uint4*>(src);
+        for (int i = rank; i < kVecs; i += TEAM) {
+            const uint4 v = i < nv ? __ldcs(s + i) : make_uint4(0, 0, 0, 0);
+            if constexpr (sizeof(ImgT) == 1) {
+                reinterpret_cast<uint4*>(dst)[i] = v;
+            } else {
+                const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+                for (int j = 0; j < 16; ++j) dst[i * 16 + j] = ImgT((words[j / 4] >> (8 * (j % 4))) & 0xffu);
+            }
+        }
+    } else {
+        const int nb = valid * kImageBytes;
+        for (int i = rank; i < kTotal; i += TEAM) dst[i] = ImgT(i < nb ? src[i] : 0);
+    }
+}
+
+// Convolution + bias + ReLU + max-pool.  Work item = (image, pooled position, channel group of
+// CG); images vary fastest, so a warp's lanes share the channel group and its kernel loads are
+// broadcasts.  A thread keeps the pool*pool conv outputs of its CG channels in registers.
+template <class L, int CG, int IPT, int TEAM, int IN_STRIDE, int OUT_STRIDE, class M, class InT, class ActT, class WT>
+__device__ __forceinline__ void conv_stage(const InT* __restrict__ in, ActT* __restrict__ out, const WT* __restrict__ w,
+                                           const WT* __restrict__ b, const FixedCast& fc, int rank) {
+    using acc_t = typename M::acc_t;
+    using act_t = ActT;
+    constexpr int K = L::kernel, P = L::pool, PH = L::out_h, PW = L::out_w;
+    constexpr int CI = L::in_c, CO = L::out_c, W = L::in_w;
+    static_assert(CO % CG == 0, "channel group must divide the channels");
+    constexpr int G = CO / CG, kItems = IPT * PH * PW * G, XW = P + K - 1;
+    constexpr int WV = pick_vec<WT>(CG, CO);
+
+    for (int item = rank; item < kItems; item += TEAM) {
+        const int m = item % IPT;
+        int t = item / IPT;
+        const int px = t % PW;
+        t /= PW;
+        const int py = t % PH;
+        const int g = t / PH;
+
+        acc_t acc[P * P][CG];
+#pragma unroll
+        for (int i = 0; i < P * P; ++i)
+#pragma unroll
+            for (int c = 0; c < CG; ++c) acc[i][c] = acc_t(0);
+
+        const InT* src = in + m * IN_STRIDE + (py * P * W + px * P) * CI;
+        const WT* wg = w + g * CG;
+#pragma unroll 1
+        for (int ci = 0; ci < CI; ++ci) {
+#pragma unroll
+            for (int kh = 0; kh < K; ++kh) {
+                acc_t x[P][XW];
+#pragma unroll
+                for (int dy = 0; dy < P; ++dy)
+#pragma unroll
+                    for (int c = 0; c < XW; ++c) x[dy][c] = acc_t(src[((kh + dy) * W + c) * CI + ci]);
+#pragma unroll
+                for (int kw = 0; kw < K; ++kw) {
+                    WT wv[CG];
+                    load_shared<CG, WV>(wv, wg + ((kh * K + kw) * CI + ci) * CO);
+#pragma unroll
+                    for (int dy = 0; dy < P; ++dy)
+#pragma unroll
+                        for (int dx = 0; dx < P; ++dx)
+#pragma unroll
+                            for (int c = 0; c < CG; ++c)
+                                acc[dy * P + dx][c] = fma_acc(x[dy][dx + kw], acc_t(wv[c]), acc[dy * P + dx][c]);
+                }
+            }
+        }
+
+        act_t* dst = out + m * OUT_STRIDE + (py * PW + px) * CO + g * CG;
+#pragma unroll
+        for (int c = 0; c < CG; ++c) {
+            acc_t v[P * P];
+#pragma unroll
+            for (int i = 0; i < P * P; ++i) v[i] = acc[i][c];
+            dst[c] = finish_pooled<M, L::relu, P * P, act_t>(v, acc_t(b[g * CG + c]), fc);
+        }
+    }
+}
+
+// Convolution for one image over a whole block (latency): work item = (pooled position, channel
+// group of CG, group of CI/CSPLIT input channels); the partial sums of each conv output meet in
+// `scratch`, and a second pass sums them (in input-channel order), pools and finishes.
+template <class L, int CG, int CSPLIT, int TEAM, int OUT_STRIDE, class M, class InT, class ActT, class WT>
+__device__ __forceinline__ void conv_split_stage(const InT* __restrict__ in, ActT* __restrict__ out,
+                                                 const WT* __restrict__ w, const WT* __restrict__ b,
+                                                 typename M::acc_t* __restrict__ scratch, const FixedCast& fc,
+                                                 int rank) {
+    using acc_t = typename M::acc_t;
+    constexpr int K = L::kernel, P = L::pool, PH = L::out_h, PW = L::out_w, NPOS = PH * PW;
+    constexpr int CI = L::in_c, CO = L::out_c, W = L::in_w, XW = P + K - 1;
+    static_assert(CO % CG == 0 && CI % CSPLIT == 0, "groups must divide the channels");
+    constexpr int G = CO / CG, CPS = CI / CSPLIT, kItems = NPOS * G * CSPLIT;
+    constexpr int WV = pick_vec<WT>(CG, CO);
+
+    for (int item = rank; item < kItems; item += TEAM) {
+        const int pos = item % NPOS;
+        const int t = item / NPOS;
+        const int g = t % G, cs = t / G;
+        const int py = pos / PW, px = pos % PW;
+        acc_t acc[P * P][CG];
+#pragma unroll
+        for (int i = 0; i < P * P; ++i)
+#pragma unroll
+            for (int c = 0; c < CG; ++c) acc[i][c] = acc_t(0);
+        const InT* src = in + (py * P * W + px * P) * CI;
+#pragma unroll 1
+        for (int cj = 0; cj < CPS; ++cj) {
+            const int ci = cs * CPS + cj;
+#pragma unroll
+            for (int kh = 0; kh < K; ++kh) {
+                acc_t x[P][XW];
+#pragma unroll
+                for (int dy = 0; dy < P; ++dy)
+#pragma unroll
+                    for (int c = 0; c < XW; ++c) x[dy][c] = acc_t(src[((kh + dy) * W + c) * CI + ci]);
+#pragma unroll
+                for (int kw = 0; kw < K; ++kw) {
+                    WT wv[CG];
+                    load_shared<CG, WV>(wv, w + ((kh * K + kw) * CI + ci) * CO + g * CG);
+#pragma unroll
+                    for (int dy = 0; dy < P; ++dy)
+#pragma unroll
+                        for (int dx = 0; dx < P; ++dx)
+#pragma unroll
+                            for (int c = 0; c < CG; ++c)
+                                acc[dy * P + dx][c] = fma_acc(x[dy][dx + kw], acc_t(wv[c]), acc[dy * P + dx][c]);
+                }
+            }
+        }
+#pragma unroll
+        for (int c = 0; c < CG; ++c)
+#pragma unroll
+            for (int i = 0; i < P * P; ++i) scratch[((cs * CO + g * CG + c) * NPOS + pos) * (P * P) + i] = acc[i][c];
+    }
+    team_sync<TEAM>();
+    for (int item = rank; item < NPOS * CO; item += TEAM) {
+        const int co = item % CO, pos = item / CO;
+        acc_t v[P * P];
+#pragma unroll
+        for (int i = 0; i < P * P; ++i) {
+            v[i] = scratch[(co * NPOS + pos) * (P * P) + i];
+#pragma unroll
+            for (int cs = 1; cs < CSPLIT; ++cs) v[i] += scratch[((cs * CO + co) * NPOS + pos) * (P * P) + i];
+        }
+        out[pos * CO + co] = finish_pooled<M, L::relu, P * P, ActT>(v, acc_t(b[co]), fc);
+    }
+    static_cast<void>(OUT_STRIDE);
+}
+
+// Dense layer for one image over a whole block (latency): work item = (OG outputs, slice of k);
+// partial sums meet in `scratch` and are added in slice order.  Weights in shared memory.
+template <class L, int OGMAX, int TEAM, bool W_SMEM, class M, class ActT, class WT>
+__device__ __forceinline__ void dense_split_stage(const ActT* __restrict__ in, ActT* __restrict__ out,
+                                                  const WT* __restrict__ w, const WT* __restrict__ b,
+                                                  typename M::acc_t* __restrict__ scratch, const FixedCast& fc,
+                                                  int rank) {
+    using acc_t = typename M::acc_t;
+    constexpr int IN = L::in, OUT = L::out, OG = dense_og<L, OGMAX>(), NOG = OUT / OG;
+    constexpr int KSL = dense_slices<L, OGMAX>(TEAM), KPER = (IN + KSL - 1) / KSL;
+    constexpr int WV = pick_vec<WT>(OG, OUT);
+    for (int task = rank; task < NOG * KSL; task += TEAM) {
+        const int og = task % NOG, sl = task / NOG;
+        const int k0 = sl * KPER, k1 = k0 + KPER < IN ? k0 + KPER : IN;
+        acc_t acc[OG];
+#pragma unroll
+        for (int o = 0; o < OG; ++o) acc[o] = acc_t(0);
+#pragma unroll 4
+        for (int k = k0; k < k1; ++k) {
+            const acc_t a = acc_t(in[k]);
+            WT wv[OG];
+            if constexpr (W_SMEM) {
+                load_shared<OG, WV>(wv, w + k * OUT + og * OG);
+            } else {
+                load_global<OG, WV>(wv, w + k * OUT + og * OG);
+            }
+#pragma unroll
+            for (int o = 0; o < OG; ++o) acc[o] = fma_acc(a, acc_t(wv[o]), acc[o]);
+        }
+#pragma unroll
+        for (int o = 0; o < OG; ++o) scratch[sl * OUT + og * OG + o] = acc[o];
+    }
+    team_sync<TEAM>();
+    for (int o = rank; o < OUT; o += TEAM) {
+        acc_t sum = scratch[o];
+        for (int sl = 1; sl < KSL; ++sl) sum += scratch[sl * OUT + o];
+        out[o] = finish_dense<M, L::relu, ActT>(sum, acc_t(W_SMEM ? b[o] : __ldg(b + o)), fc);
+    }
+}
+
+// Dense layer.  Work item = (R images, OG consecutive outputs); outputs vary fastest, so a
+// warp's lanes read consecutive kernel columns (coalesced) and the same activations (broadcast).
+// The weights come from shared memory (W_SMEM) or global memory.
+template <class L, int R, int IPT, int TEAM, int OGMAX, int KS, int IN_STRIDE, int OUT_STRIDE, bool W_SMEM, class M,
+          class ActT, class WT>
+__device__ __forceinline__ void dense_stage(const ActT* __restrict__ in, ActT* __restrict__ out, const WT* __restrict__ w,
+                                            const WT* __restrict__ b, const FixedCast& fc, int rank) {
+    using acc_t = typename M::acc_t;
+    using act_t = ActT;
+    constexpr int IN = L::in, OUT = L::out;
+    constexpr int OG = dense_og<L, OGMAX>();
+    constexpr int NOG = OUT / OG, NIG = IPT / R, kItems = NIG * NOG;
+    static_assert(IPT % R == 0, "R must divide the images per team");
+    constexpr int KV = pick_vec<act_t>(IN, IN_STRIDE);
+    constexpr int WV = pick_vec<WT>(OG, OUT);
+    static_assert(KV % KS == 0, "partial sums must divide the k step");
+
+    for (int item = rank; item < kItems; item += TEAM) {
+        const int og = item % NOG;
+        const int ig = item / NOG;
+        acc_t acc[KS][R][OG];
+#pragma unroll
+        for (int s = 0; s < KS; ++s)
+#pragma unroll
+            for (int r = 0; r < R; ++r)
+#pragma unroll
+                for (int o = 0; o < OG; ++o) acc[s][r][o] = acc_t(0);
+
+        const act_t* a0 = in + ig * R * IN_STRIDE;
+        const WT* w0 = w + og * OG;
+#pragma unroll 2
+        for (int k = 0; k < IN; k += KV) {
+            act_t a[R][KV];
+#pragma unroll
+            for (int r = 0; r < R; ++r) load_shared<KV, KV>(a[r], a0 + r * IN_STRIDE + k);
+#pragma unroll
+            for (int kk = 0; kk < KV; ++kk) {
+                WT wv[OG];
+                if constexpr (W_SMEM) {
+                    load_shared<OG, WV>(wv, w0 + (k + kk) * OUT);
+                } else {
+                    load_global<OG, WV>(wv, w0 + (k + kk) * OUT);
+                }
+#pragma unroll
+                for (int r = 0; r < R; ++r)
+#pragma unroll
+                    for (int o = 0; o < OG; ++o)
+                        acc[kk % KS][r][o] = fma_acc(acc_t(a[r][kk]), acc_t(wv[o]), acc[kk % KS][r][o]);
+            }
+        }
+
+#pragma unroll
+        for (int o = 0; o < OG; ++o) {
+            const acc_t bias = acc_t(W_SMEM ? b[og * OG + o] : __ldg(b + og * OG + o));
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+                acc_t sum = acc[0][r][o];
+#pragma unroll
+                for (int s = 1; s < KS; ++s) sum += acc[s][r][o];
+                out[(ig * R + r) * OUT_STRIDE + og * OG + o] = finish_dense<M, L::relu, act_t>(sum, bias, fc);
+            }
+        }
+    }
+}
+
+// Logits to global memory, and the class: the first of equal maxima, as numpy's argmax.
+template <int IPT, int TEAM, int LS, class M, class ActT>
+__device__ __forceinline__ void write_outputs(const ActT* __restrict__ lg, const NetIO& io,
+                                              int64_t base, int valid, int rank) {
+    using logit_t = typename M::logit_t;
+    if (io.logits != nullptr) {
+        logit_t* dst = static_cast<logit_t*>(io.logits) + base * kNumClasses;
+        for (int i = rank; i < valid * kNumClasses; i += TEAM) {
+            const int m = i / kNumClasses, c = i - m * kNumClasses;
+            dst[i] = logit_t(lg[m * LS + c]);
+        }
+    }
+    if (io.classes != nullptr) {
+        for (int m = rank; m < valid; m += TEAM) {
+            int best = 0;
+            auto top = lg[m * LS];
+#pragma unroll
+            for (int c = 1; c < kNumClasses; ++c) {
+                if (lg[m * LS + c] > top) {
+                    top = lg[m * LS + c];
+                    best = c;
+                }
+            }
+            io.classes[base + m] = best;
+        }
+    }
+}
+
+// Starts the copy of `count` (rounded up to 4) floats; the source is padded to match.
+template <int BLOCK>
+__device__ __forceinline__ void prefetch_floats(float* dst, const float* src, int count) {
+    for (int i = threadIdx.x * 4; i < count; i += BLOCK * 4) copy16_async(dst + i, src + i);
+}
+
+template <class C>
+__global__ void __launch_bounds__(C::kBlock, C::kMinBlocks)
+    fused_network_kernel(const NetParams<typename C::mode> p, const NetIO io) {
+    using M = typename C::mode;
+    using act_t = typename C::act_t;
+    using wt_t = typename C::wt_t;
+    constexpr int TEAM = C::kTeam, IPT = C::kImagesPerTeam, BLOCK = C::kBlock;
+    extern __shared__ __align__(16) unsigned char smem[];
+
+    wt_t* ws = reinterpret_cast<wt_t*>(smem);
+    if constexpr (C::kAllSmem) {
+        // Two groups of asynchronous copies: the conv weights (awaited before conv1), the dense
+        // ones (awaited before fc1, so they arrive while the convolutions run).
+        prefetch_floats<BLOCK>(ws + C::kOffW0, p.kernel_f[0], L0::kernel_count);
+        prefetch_floats<BLOCK>(ws + C::kOffB0, p.bias_f[0], L0::bias_count);
+        prefetch_floats<BLOCK>(ws + C::kOffW1, p.kernel_f[1], L1::kernel_count);
+        prefetch_floats<BLOCK>(ws + C::kOffB1, p.bias_f[1], L1::bias_count);
+        async_commit();
+        if constexpr (C::kDenseSmem) {
+            prefetch_floats<BLOCK>(ws + C::kOffW2, p.kernel_f[2], L2::kernel_count);
+            prefetch_floats<BLOCK>(ws + C::kOffB2, p.bias_f[2], L2::bias_count);
+            prefetch_floats<BLOCK>(ws + C::kOffW3, p.kernel_f[3], L3::kernel_count);
+            prefetch_floats<BLOCK>(ws + C::kOffB3, p.bias_f[3], L3::bias_count);
+            prefetch_floats<BLOCK>(ws + C::kOffW4, p.kernel_f[4], L4::kernel_count);
+            prefetch_floats<BLOCK>(ws + C::kOffB4, p.bias_f[4], L4::bias_count);
+        }
+        async_commit();
+    } else {
+        for (int i = threadIdx.x; i < L0::kernel_count; i += BLOCK) ws[C::kOffW0 + i] = __ldg(p.kernel[0] + i);
+        for (int i = threadIdx.x; i < L0::bias_count; i += BLOCK) ws[C::kOffB0 + i] = __ldg(p.bias[0] + i);
+        for (int i = threadIdx.x; i < L1::kernel_count; i += BLOCK) ws[C::kOffW1 + i] = __ldg(p.kernel[1] + i);
+        for (int i = threadIdx.x; i < L1::bias_count; i += BLOCK) ws[C::kOffB1 + i] = __ldg(p.bias[1] + i);
+        __syncthreads();
+    }
+    // Dense weights: shared memory, or global memory (float32 copies when kAllSmem, else acc_t).
+    const wt_t* wd[3];
+    const wt_t* bd[3];
+#pragma unroll
+    for (int i = 0; i < 3; ++i) {
+        constexpr int kOff[6] = {C::kOffW2, C::kOffB2, C::kOffW3, C::kOffB3, C::kOffW4, C::kOffB4};
+        if constexpr (C::kDenseSmem) {
+            wd[i] = ws + kOff[2 * i];
+            bd[i] = ws + kOff[2 * i + 1];
+        } else if constexpr (C::kAllSmem) {
+            wd[i] = p.kernel_f[2 + i];
+            bd[i] = p.bias_f[2 + i];
+        } else {
+            wd[i] = p.kernel[2 + i];
+            bd[i] = p.bias[2 + i];
+        }
+    }
+    const wt_t *w2 = wd[0], *b2 = bd[0], *w3 = wd[1], *b3 = bd[1], *w4 = wd[2], *b4 = bd[2];
+
+    const int team = threadIdx.x / TEAM, rank = threadIdx.x % TEAM;
+    unsigned char* region_a = smem + C::kWeightBytes + team * C::kTeamBytes;
+    unsigned char* region_b = region_a + C::kRegionA;
+    using img_t = typename C::img_t;
+    img_t* img = reinterpret_cast<img_t*>(region_a);
+    act_t* act1 = reinterpret_cast<act_t*>(region_b);
+    act_t* act2 = reinterpret_cast<act_t*>(region_a);
+    act_t* act3 = reinterpret_cast<act_t*>(region_b);
+    act_t* act4 = reinterpret_cast<act_t*>(region_a);
+    act_t* logits = reinterpret_cast<act_t*>(region_b);
+    using acc_t = typename C::acc_t;
+    acc_t* scratch = reinterpret_cast<acc_t*>(smem + C::kWeightBytes + C::kTeamsPerBlock * C::kTeamBytes);
+
+    const bool vec16 = (reinterpret_cast<uintptr_t>(io.images) & 15) == 0;
+    const int64_t groups = (io.n + IPT - 1) / IPT;
+    const int64_t stride = int64_t(gridDim.x) * C::kTeamsPerBlock;
+    for (int64_t grp = int64_t(blockIdx.x) * C::kTeamsPerBlock + team; grp < groups; grp += stride) {
+        const int64_t base = grp * IPT;
+        const int valid = int(io.n - base < IPT ? io.n - base : IPT);
+        load_images<IPT, TEAM, img_t>(img, io.images + base * kImageBytes, valid, vec16, rank);
+        if constexpr (C::kAllSmem) async_wait<1>();  // conv weights (a no-op after the first image)
+        team_sync<TEAM>();
+        conv_stage<L0, C::kCg1, IPT, TEAM, kImageBytes, C::kS1, M>(img, act1, ws + C::kOffW0, ws + C::kOffB0,
+                                                                   p.cast[0], rank);
+        team_sync<TEAM>();
+        if constexpr (C::kCSplit > 0) {
+            conv_split_stage<L1, C::kCg2, C::kCSplit, TEAM, C::kS2, M>(act1, act2, ws + C::kOffW1, ws + C::kOffB1,
+                                                                       scratch, p.cast[1], rank);
+        } else {
+            conv_stage<L1, C::kCg2, IPT, TEAM, C::kS1, C::kS2, M>(act1, act2, ws + C::kOffW1, ws + C::kOffB1,
+                                                                  p.cast[1], rank);
+        }
+        if constexpr (C::kDenseSmem) async_wait<0>();  // dense weights
+        team_sync<TEAM>();
+        if constexpr (C::kCSplit > 0) {
+            dense_split_stage<L2, C::kOgMax, TEAM, C::kDenseSmem, M>(act2, act3, w2, b2, scratch, p.cast[2], rank);
+            team_sync<TEAM>();
+            dense_split_stage<L3, C::kOgMax, TEAM, C::kDenseSmem, M>(act3, act4, w3, b3, scratch, p.cast[3], rank);
+            team_sync<TEAM>();
+            dense_split_stage<L4, C::kOgMax, TEAM, C::kDenseSmem, M>(act4, logits, w4, b4, scratch, p.cast[4], rank);
+        } else {
+            dense_stage<L2, C::kR, IPT, TEAM, C::kOgMax, C::kKSplit, C::kS2, C::kS3, C::kDenseSmem, M>(
+                act2, act3, w2, b2, p.cast[2], rank);
+            team_sync<TEAM>();
+            dense_stage<L3, C::kR, IPT, TEAM, C::kOgMax, C::kKSplit, C::kS3, C::kS4, C::kDenseSmem, M>(
+                act3, act4, w3, b3, p.cast[3], rank);
+            team_sync<TEAM>();
+            dense_stage<L4, C::kR, IPT, TEAM, C::kOgMax, C::kKSplit, C::kS4, C::kS5, C::kDenseSmem, M>(
+                act4, logits, w4, b4, p.cast[4], rank);
+        }
+        team_sync<TEAM>();
+        write_outputs<IPT, TEAM, C::kS5, M>(logits, io, base, valid, rank);
+        // The next group writes region A first (read last by fc3, before the sync above) and
+        // region B only after the next sync, so no barrier is needed here.
+    }
+    if constexpr (C::kAllSmem) async_wait<0>();  // a block with no images still drains its copies
+
+    if (io.done != nullptr) {
+        // Make this block's outputs visible to the host, then count it; the last block signals.
+        __threadfence_system();
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            const unsigned int before = atomicAdd(io.blocks_done, 1u);
+            if (before == gridDim.x - 1) {
+                *io.blocks_done = 0;
+                __threadfence_system();
+                *reinterpret_cast<volatile unsigned int*>(io.done) = io.ticket;
+            }
+        }
+    }
+}
+
+}  // namespace lenet5

@@ -1,0 +1,71 @@
+"""GPU backends through the CUDA library (gpu_ref/, loaded with CFFI):
+
+* `gpu`: the fixed-point network, bit-exact with the golden model (raw int16 logits);
+* `gpu-float`: the float32 network (Keras numbers).
+
+Both raise BackendUnavailable, saying why, when the library is not built, or there is no NVIDIA
+driver or GPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import fixedspec, weights
+from .base import Backend, BackendUnavailable, Prediction, check_images
+
+
+def open_network(mode: str, weights_path=None, spec_path=None, device: int = 0, params=None, quantized=None):
+    """A `lenet5_pynq.gpu.GpuNetwork` holding the weights for `mode` ("fixed", "float" or "both")."""
+    from .. import gpu
+
+    try:
+        gpu.device_count()
+    except gpu.GpuLibraryMissing as e:
+        raise BackendUnavailable(str(e)) from None
+    except gpu.GpuError as e:
+        raise BackendUnavailable(f"no usable GPU: {e}") from None
+    if mode in ("float", "both") and params is None:
+        params, _ = weights.load(weights_path)
+    if mode in ("fixed", "both") and quantized is None:
+        quantized, _ = fixedspec.load_quantized(weights_path, spec_path)
+    return gpu.GpuNetwork(
+        params if mode in ("float", "both") else None, quantized if mode in ("fixed", "both") else None, device
+    )
+
+
+class GpuBackend(Backend):
+    """The fixed-point network on the GPU: raw int16 logits, bit-exact with `cpu`."""
+
+    name = "gpu"
+    exact = True
+    mode = "fixed"
+
+    def __init__(self, weights_path=None, spec_path=None, device: int = 0, variant: str = "auto"):
+        self.spec = fixedspec.load(spec_path, weights_path if weights_path is not None else weights.SHIPPED)
+        self.net = open_network(self.mode, weights_path, spec_path, device)
+        self.net.set_variant(variant)
+        self.device_name = self.net.device_name
+        self.logit_scale = self.spec.logits.scale
+
+    def predict(self, images) -> Prediction:
+        images = check_images(images)
+        classes, logits = self.net.infer(images, self.mode)
+        return Prediction(classes.astype(np.int64), logits, self.logit_scale)
+
+    def close(self) -> None:
+        self.net.close()
+
+
+class GpuFloatBackend(GpuBackend):
+    """The float32 network on the GPU."""
+
+    name = "gpu-float"
+    exact = False
+    mode = "float"
+
+    def __init__(self, weights_path=None, device: int = 0, variant: str = "auto"):
+        self.net = open_network(self.mode, weights_path, None, device)
+        self.net.set_variant(variant)
+        self.device_name = self.net.device_name
+        self.logit_scale = 1.0

@@ -1,0 +1,379 @@
+"""The CUDA library and its PyTorch peers.
+
+Without a GPU (CI): the generated shapes header is fresh, the CFFI declarations match the C
+header, the library builds with nvcc (when nvcc is there), the fixed-point cast of the CUDA code
+matches fixedpoint.cast (compiled for the host with g++), and the backends raise
+BackendUnavailable with a clear message.  With a GPU (`pytest -m gpu`): every kernel variant in
+both modes against the CPU references on all 10,000 MNIST test images and on random images.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lenet5_pynq import fixedspec, golden, gpu, network, weights
+from lenet5_pynq.backends import BackendUnavailable, load_backend
+from lenet5_pynq.backends.cpu import FloatBackend
+from lenet5_pynq.fixedpoint import ROUNDING_MODES, SATURATION_MODES, FixedFormat, cast
+
+ROOT = Path(__file__).resolve().parents[1]
+KERAS_LOGITS = Path(os.environ.get("LENET5_KERAS_LOGITS", ROOT / ".gpu_data" / "keras_logits.npz"))
+VARIANTS = ("warp", "block", "warp-small")
+
+
+def _gpu_reason() -> str | None:
+    """Why the GPU tests cannot run here, or None."""
+    try:
+        gpu.device_count()
+    except gpu.GpuLibraryMissing as e:
+        return str(e)
+    except gpu.GpuError as e:
+        return f"no usable GPU: {e}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def need_gpu():
+    reason = _gpu_reason()
+    if reason:
+        pytest.skip(reason)
+
+
+# ------------------------------------------------------------------------ no GPU needed
+
+
+def test_shapes_header_is_fresh():
+    assert gpu.write_shapes_header(check=True), "gpu_ref/generated/lenet5_shapes.h is stale: python -m lenet5_pynq.gpu header"
+
+
+def test_cdef_matches_header():
+    assert gpu.check_header() == []
+
+
+def test_cdef_check_catches_a_difference(tmp_path):
+    text = gpu.HEADER.read_text().replace("int64_t n,\n                          int32_t *classes", "int32_t n,\n int32_t *classes", 1)
+    assert text != gpu.HEADER.read_text()
+    changed = tmp_path / "lenet5_gpu.h"
+    changed.write_text(text)
+    assert gpu.check_header(changed)
+
+
+def test_library_builds_with_nvcc(tmp_path):
+    if gpu.nvcc_path() is None:
+        pytest.skip("nvcc not found")
+    lib = gpu.build(tmp_path, verbose=False, regenerate=False)
+    assert lib.is_file()
+    # Loadable without a GPU: the network it was built for is readable.
+    handle = ctypes.CDLL(str(lib))
+    assert handle.lenet5_gpu_num_layers() == len(network.LAYERS)
+    assert handle.lenet5_gpu_image_bytes() == network.INPUT_HEIGHT * network.INPUT_WIDTH * network.INPUT_CHANNELS
+
+
+CAST_HARNESS = r"""
+#include <cstdint>
+#include "fixed_cast.cuh"
+extern "C" void cast_all(const int64_t* raw, int64_t* out, int n, int shift, int width, int rounding, int saturation) {
+    lenet5::FixedCast c{shift, width, rounding, saturation, -(int64_t(1) << (width - 1)), (int64_t(1) << (width - 1)) - 1};
+    for (int i = 0; i < n; ++i) out[i] = lenet5::fixed_cast(raw[i], c);
+}
+"""
+
+
+def test_fixed_cast_matches_fixedpoint_on_host(tmp_path):
+    """The CUDA code's cast, compiled for the host, against fixedpoint.cast in every mode."""
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    src = tmp_path / "cast.cpp"
+    src.write_text(CAST_HARNESS)
+    so = tmp_path / "cast.so"
+    subprocess.run([cxx, "-O2", "-std=c++17", "-shared", "-fPIC", f"-I{gpu.GPU_DIR / 'src'}", str(src), "-o", str(so)], check=True)
+    lib = ctypes.CDLL(str(so))
+    rng = np.random.default_rng()
+    raw = np.concatenate([rng.integers(-(1 << 40), 1 << 40, 4000), np.arange(-300, 300), rng.integers(-(1 << 20), 1 << 20, 2000)])
+    raw = np.ascontiguousarray(raw, np.int64)
+    out = np.empty_like(raw)
+    p = ctypes.POINTER(ctypes.c_int64)
+    for r, rounding in enumerate(ROUNDING_MODES):
+        for s, saturation in enumerate(SATURATION_MODES):
+            for accum_frac, width, int_bits in ((25, 16, 3), (20, 12, 9), (4, 16, 14), (10, 8, 2), (3, 16, 12)):
+                fmt = FixedFormat(width, int_bits, True, rounding, saturation)
+                lib.cast_all(raw.ctypes.data_as(p), out.ctypes.data_as(p), len(raw), accum_frac - fmt.frac_bits, width, r, s)
+                np.testing.assert_array_equal(out, cast(raw, accum_frac, fmt), err_msg=f"{fmt.ctype()} from {accum_frac} fraction bits")
+
+
+def test_backends_unavailable_without_gpu():
+    if _gpu_reason() is None:
+        pytest.skip("a GPU is here")
+    for name in ("gpu", "gpu-float"):
+        with pytest.raises(BackendUnavailable, match="GPU|driver|library|nvcc|build"):
+            load_backend(name)
+
+
+def test_backend_unavailable_without_library(monkeypatch, tmp_path):
+    monkeypatch.setenv(gpu.ENV_LIB, str(tmp_path / "missing.so"))
+    monkeypatch.setattr(gpu, "_LIB", None)
+    with pytest.raises(BackendUnavailable, match="not built"):
+        load_backend("gpu")
+
+
+def test_torch_backends_unavailable_without_cuda():
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("PyTorch sees a GPU")
+    except ImportError:
+        pass
+    for name in ("torch", "torch-fp16", "torch-compile"):
+        with pytest.raises(BackendUnavailable, match="PyTorch"):
+            load_backend(name)
+
+
+# ------------------------------------------------------------------------ GPU
+
+
+@pytest.fixture(scope="module")
+def quantized():
+    layers, spec = fixedspec.load_quantized()
+    return layers, spec
+
+
+@pytest.fixture(scope="module")
+def params():
+    return weights.load()[0]
+
+
+@pytest.fixture(scope="module")
+def net(need_gpu, params, quantized):
+    n = gpu.GpuNetwork(params, quantized[0])
+    yield n
+    n.close()
+
+
+@pytest.fixture(scope="module")
+def golden_test(mnist_test, quantized):
+    images = np.ascontiguousarray(mnist_test[0])
+    return images, golden.predict_raw(images, quantized[0])
+
+
+@pytest.fixture(scope="module")
+def float_test(mnist_test, params):
+    images = np.ascontiguousarray(mnist_test[0])
+    logits = FloatBackend(params=params).logits(images)
+    return images, logits
+
+
+def _assert_float_close(logits, ref, rel=1e-4, min_class_agreement=None):
+    assert np.all(np.isfinite(logits))
+    scale = np.maximum(np.abs(ref).max(axis=1, keepdims=True), 1e-6)
+    worst = float((np.abs(logits - ref) / scale).max())
+    assert worst <= rel, f"largest logit difference {worst:.2e} of the image's largest logit (limit {rel})"
+    if min_class_agreement is not None:
+        agree = int((logits.argmax(1) == ref.argmax(1)).sum())
+        assert agree >= min_class_agreement, f"classes agree on {agree} of {len(ref)}"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", VARIANTS + ("auto",))
+def test_fixed_bit_exact_on_mnist(net, golden_test, variant):
+    images, (classes_ref, logits_ref) = golden_test
+    net.set_variant(variant)
+    classes, logits = net.infer(images, "fixed")
+    mismatched = int((logits != logits_ref).any(axis=1).sum())
+    assert mismatched == 0, f"{mismatched} of {len(images)} images differ from the golden model in some logit bit"
+    np.testing.assert_array_equal(classes, classes_ref)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", VARIANTS + ("auto",))
+def test_float_matches_cpu_float_on_mnist(net, float_test, variant):
+    images, ref = float_test
+    net.set_variant(variant)
+    classes, logits = net.infer(images, "float")
+    _assert_float_close(logits, ref, 1e-4, min_class_agreement=len(images) - 5)
+    np.testing.assert_array_equal(classes, logits.argmax(1))
+
+
+@pytest.mark.gpu
+def test_float_matches_keras(net, mnist_test):
+    """Against logits Keras computed (.gpu_data/keras_logits.npz, made on a machine with
+    tensorflow for the current weights), or against Keras itself when tensorflow is here."""
+    images = np.ascontiguousarray(mnist_test[0])
+    sha = hashlib.sha256(weights.SHIPPED.read_bytes()).hexdigest()
+    ref = None
+    if KERAS_LOGITS.is_file():
+        with np.load(KERAS_LOGITS) as f:
+            if str(f["weights_sha256"]) == sha:
+                ref = f["logits"]
+    if ref is None:
+        try:
+            ref = keras_logits(images)
+        except ImportError:
+            pytest.skip(f"no tensorflow and no {KERAS_LOGITS} for the current weights")
+    net.set_variant("auto")
+    _, logits = net.infer(images, "float")
+    _assert_float_close(logits, ref, 1e-4, min_class_agreement=9995)
+
+
+def keras_logits(images: np.ndarray) -> np.ndarray:
+    """Keras's float32 logits for the shipped weights (needs tensorflow)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tensorflow import keras
+
+    from lenet5_pynq import train
+
+    model = train.build_model(keras)
+    train.set_model_weights(model, weights.load()[0])
+    return model.predict(images[..., None].astype(np.float32), batch_size=1000, verbose=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("n", [1, 2, 3, 31, 257, 1000, 70_001])
+def test_random_images_any_batch(net, quantized, params, variant, n):
+    """Fresh random images, batch sizes that leave partial groups and partial chunks."""
+    rng = np.random.default_rng()
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    if n > 2000:  # the golden model on a sample keeps this quick
+        pick = rng.choice(n, 2000, replace=False)
+    else:
+        pick = np.arange(n)
+    net.set_variant(variant)
+    classes, logits = net.infer(images, "fixed")
+    ref_classes, ref_logits = golden.predict_raw(images[pick], quantized[0])
+    np.testing.assert_array_equal(logits[pick], ref_logits)
+    np.testing.assert_array_equal(classes[pick], ref_classes)
+    fclasses, flogits = net.infer(images, "float")
+    _assert_float_close(flogits[pick], FloatBackend(params=params).logits(images[pick]), 1e-4)
+
+
+@pytest.mark.gpu
+def test_unaligned_host_input_and_optional_outputs(net, quantized):
+    rng = np.random.default_rng()
+    buf = rng.integers(0, 256, 600 * 784 + 1, dtype=np.uint8)
+    images = buf[1:].reshape(600, 28, 28)  # not 16-byte aligned
+    assert images.ctypes.data % 16
+    ref_classes, ref_logits = golden.predict_raw(images, quantized[0])
+    for variant in VARIANTS:
+        net.set_variant(variant)
+        classes = np.full(600, -7, np.int32)
+        net.infer_into(images, "fixed", classes, None)
+        np.testing.assert_array_equal(classes, ref_classes)
+        logits = np.full((600, 10), 12345, np.int16)
+        net.infer_into(images, "fixed", None, logits)
+        np.testing.assert_array_equal(logits, ref_logits)
+
+
+@pytest.mark.gpu
+def test_device_path_writes_every_output(net, quantized):
+    """Device memory in and out (through PyTorch's allocator), outputs poisoned first,
+    unaligned input pointer too."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng()
+    n = 5003
+    host = rng.integers(0, 256, (n * 784 + 3), dtype=np.uint8)
+    dev = torch.from_numpy(host).cuda()
+    ref_classes, ref_logits = golden.predict_raw(host[3:].reshape(n, 28, 28), quantized[0])
+    for variant in VARIANTS:
+        net.set_variant(variant)
+        classes = torch.full((n,), -1, dtype=torch.int32, device="cuda")
+        logits = torch.full((n, 10), -32768, dtype=torch.int16, device="cuda")
+        net.infer_device(dev.data_ptr() + 3, n, "fixed", classes.data_ptr(), logits.data_ptr(), torch.cuda.current_stream().cuda_stream)
+        torch.cuda.synchronize()
+        np.testing.assert_array_equal(logits.cpu().numpy(), ref_logits)
+        np.testing.assert_array_equal(classes.cpu().numpy(), ref_classes)
+
+
+def _variant_spec(spec: fixedspec.FixedSpec, rounding: str, saturation: str, int_bits_delta: int, width: int = 16):
+    """The spec with every output format changed; accumulators follow (same width, the fraction
+    bits the products have), so the result is a valid spec."""
+    layers = {}
+    in_frac = spec.input.frac_bits
+    for layer in network.LAYERS:
+        f = spec.layers[layer.name]
+        out = dataclasses.replace(f.output, width=width, int_bits=f.output.int_bits + int_bits_delta, rounding=rounding, saturation=saturation)
+        acc_frac = in_frac + f.kernel.frac_bits
+        accum = dataclasses.replace(f.accum, int_bits=f.accum.width - acc_frac)
+        layers[layer.name] = dataclasses.replace(f, output=out, accum=accum)
+        in_frac = out.frac_bits
+    new = dataclasses.replace(spec, layers=layers)
+    new.validate("test spec")
+    return new
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("rounding", ROUNDING_MODES)
+@pytest.mark.parametrize("saturation", SATURATION_MODES)
+def test_every_cast_mode_bit_exact(need_gpu, params, quantized, mnist_test, rounding, saturation):
+    """Outputs narrowed by two integer bits (so they overflow) and to 12 bits, in each mode."""
+    spec = quantized[1]
+    images = np.ascontiguousarray(mnist_test[0][:500])
+    for delta, width in ((-2, 16), (0, 12)):
+        q = fixedspec.quantize_params(params, _variant_spec(spec, rounding, saturation, delta, width))
+        with_net = gpu.GpuNetwork(None, q)
+        try:
+            for variant in VARIANTS:
+                with_net.set_variant(variant)
+                classes, logits = with_net.infer(images, "fixed")
+                ref_classes, ref_logits = golden.predict_raw(images, q)
+                np.testing.assert_array_equal(logits, ref_logits, err_msg=f"{variant} {delta} {width}")
+                np.testing.assert_array_equal(classes, ref_classes)
+        finally:
+            with_net.close()
+
+
+@pytest.mark.gpu
+def test_mode_not_loaded_and_bad_arguments(need_gpu, params):
+    n = gpu.GpuNetwork(params, None)
+    try:
+        with pytest.raises(gpu.GpuError, match="fixed-point") as e:
+            n.infer(np.zeros((2, 28, 28), np.uint8), "fixed")
+        assert e.value.status == 7
+        with pytest.raises(ValueError):
+            n.infer_into(np.zeros((2, 28, 28), np.uint8), "float", np.empty(2, np.int64), None)
+        classes, logits = n.infer(np.zeros((0, 28, 28), np.uint8), "float")
+        assert classes.shape == (0,) and logits.shape == (0, 10)
+    finally:
+        n.close()
+
+
+@pytest.mark.gpu
+def test_backends_through_registry(need_gpu, mnist_test, golden_test):
+    images, (ref_classes, ref_logits) = golden_test
+    spec = fixedspec.load()
+    with load_backend("gpu") as b:
+        assert b.exact
+        p = b.predict(images[0])  # one 28x28 image
+        assert p.logits.dtype == np.int16 and p.logits.shape == (1, 10)
+        assert p.logit_scale == spec.logits.scale
+        np.testing.assert_array_equal(p.logits[0], ref_logits[0])
+        assert p.classes.dtype == np.int64
+    with load_backend("gpu-float") as b:
+        p = b.predict(images[:10])
+        assert p.logits.dtype == np.float32 and p.logit_scale == 1.0
+    with load_backend("auto", verbose=False) as b:
+        assert b.name in ("fpga", "gpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["torch", "torch-fp16", "torch-compile"])
+def test_torch_peers_agree(need_gpu, name, float_test):
+    pytest.importorskip("torch")
+    images, ref = float_test
+    images, ref = images[:2000], ref[:2000]
+    with load_backend(name) as b:
+        p = b.predict(images)
+    if name == "torch":
+        _assert_float_close(p.logits, ref, 1e-4, min_class_agreement=len(images) - 1)
+    else:  # half precision
+        _assert_float_close(p.logits, ref, 2e-2, min_class_agreement=int(0.995 * len(images)))
