@@ -1,4 +1,21 @@
+import shutil
+from pathlib import Path
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+
+class BuildWithNotebooks(build_py):
+    """Ship notebooks/*.ipynb inside the package (lenet5_pynq/overlays/notebooks), where
+    `pynq get-notebooks lenet5-pynq` finds them after a non-editable install."""
+
+    def run(self):
+        super().run()
+        target = Path(self.build_lib) / "lenet5_pynq" / "overlays" / "notebooks"
+        target.mkdir(parents=True, exist_ok=True)
+        for notebook in sorted(Path(__file__).resolve().parent.joinpath("notebooks").glob("*.ipynb")):
+            shutil.copy2(notebook, target / notebook.name)
+
 
 setup(
     name="lenet5-pynq",
@@ -28,6 +45,7 @@ setup(
         "bench": ["matplotlib"],
         "test": ["pytest>=7", "hls4ml==1.3.0", "matplotlib", "nbformat", "nbclient", "ipykernel"],
     },
+    cmdclass={"build_py": BuildWithNotebooks},
     entry_points={
         "console_scripts": ["lenet5-classify=lenet5_pynq.classify:main"],
         "pynq.overlays": ["lenet5-pynq = lenet5_pynq.overlays"],
