@@ -2,7 +2,7 @@
 # On a GPU machine, from the repository root: build, test (pytest -m gpu), benchmark.
 # Logs and JSON go to $OUT (default ./gpu_ref/build/out).  Needs .gpu_data/ (prepare_device_data.py)
 # and, where cffi is missing, its wheels in .whl/.
-#   gpu_ref/device_check.sh [build] [test] [bench] [ncu]     (default: build test bench)
+#   gpu_ref/device_check.sh [build] [test] [bench] [latency] [sweep] [ncu] ...   (default: build test bench)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu_ref/build/out}"
@@ -32,6 +32,8 @@ for step in $steps; do
             --batches "${BENCH_BATCHES:-1,100,10000,100000,1000000}" --repeats "${BENCH_REPEATS:-7}" \
             --json "$OUT/bench.json" 2> "$OUT/bench.log" || status=1
         tail -5 "$OUT/bench.log" ;;
+    latency)  # resident path vs a launch per call, C call and Python call, n = 1, 2, 7
+        timeout 300 $PY gpu_ref/latency.py --json "$OUT/latency.json" 2>&1 | tee "$OUT/latency.log" || status=1 ;;
     sweep)
         $PY gpu_ref/sweep.py --batches "${SWEEP_BATCHES:-1,16,100,300,1000,2047,4096,10000,100000,1000000}" --json "$OUT/sweep.json" 2>&1 | tee "$OUT/sweep.log" ;;
     exact)

@@ -46,11 +46,13 @@ def main() -> int:
                 print(f"{mode:6s} {variant:10s} {batch:>8d} {t * 1e6:10.1f} us {batch / t / 1e6:9.3f} M/s", flush=True)
     net.set_variant("auto")
 
-    # One image, host to host: Python wrapper vs the bare C call, spin-wait vs stream sync.
+    # One image, host to host, a launch per call (the resident path is off here: gpu_ref/latency.py
+    # measures it): Python wrapper vs the bare C call, spin-wait vs stream sync.
     lat = []
     for wait in ("spin", "sync"):
         os.environ["LENET5_GPU_HOST_WAIT"] = wait
         n2 = gpu.GpuNetwork(params, quantized)
+        n2.set_resident(0)
         ffi, lib = n2.ffi, n2.lib
         img = np.ascontiguousarray(pool[:1])
         for mode in ("float", "fixed"):

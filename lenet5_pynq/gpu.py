@@ -117,6 +117,8 @@ int lenet5_gpu_create(int device, const lenet5_layer_params *layers, int num_lay
 int lenet5_gpu_destroy(lenet5_gpu *handle);
 int lenet5_gpu_device_name(const lenet5_gpu *handle, char *name, size_t size);
 int lenet5_gpu_set_variant(lenet5_gpu *handle, int variant);
+int lenet5_gpu_set_resident(lenet5_gpu *handle, int64_t idle_us);
+int lenet5_gpu_resident_stats(const lenet5_gpu *handle, int64_t *calls, int64_t *launches, double *gpu_us);
 int lenet5_gpu_infer_host(lenet5_gpu *handle, int mode, const uint8_t *images, int64_t n,
                           int32_t *classes, void *logits);
 int lenet5_gpu_infer_device(lenet5_gpu *handle, int mode, const uint8_t *images, int64_t n,
@@ -129,6 +131,8 @@ const char *lenet5_gpu_last_error(void);
 
 MODES = {"float": 0, "fixed": 1}
 _LOGIT_DTYPES = {0: np.dtype(np.float32), 1: np.dtype(np.int16)}
+_U8, _I32 = np.dtype(np.uint8), np.dtype(np.int32)
+_KEEP_POINTERS = 8  # infer_into keeps the pointers of batches up to this size (the resident path's)
 VARIANTS = {"auto": 0, "warp": 1, "block": 2, "warp-small": 3}
 
 
@@ -425,12 +429,14 @@ class GpuNetwork:
         handle = ffi.new("lenet5_gpu **")
         _check(lib, ffi, lib.lenet5_gpu_create(device, structs, n_layers, handle), "create")
         self._handle = ffi.gc(handle[0], lib.lenet5_gpu_destroy)
+        self._last = None  # infer_into's last arrays and their pointers
         name = ffi.new("char[256]")
         _check(lib, ffi, lib.lenet5_gpu_device_name(self._handle, name, 256), "device name")
         self.device_name = ffi.string(name).decode(errors="replace")
         del keep
 
     def close(self) -> None:
+        self._last = None
         if self._handle is not None:
             self.ffi.release(self._handle)
             self._handle = None
@@ -452,29 +458,75 @@ class GpuNetwork:
     def infer_into(self, images: np.ndarray, mode: str, classes: np.ndarray | None, logits: np.ndarray | None) -> None:
         """Host arrays in and out: images uint8[n, 28, 28] (C-contiguous), classes int32[n],
         logits float32/int16 [n, 10]; either output may be None.  (Kept lean: this is the
-        one-image latency path.)"""
+        one-image latency path.  `ffi.from_buffer` refuses arrays that are not C-contiguous, and
+        read-only outputs.  For batches of at most 8 images the pointers to the last arrays are
+        kept, with references to them, and reused while the same arrays come again: numpy cannot
+        resize them meanwhile.)"""
+        last = self._last
+        if (
+            last is not None
+            and images is last[0]
+            and classes is last[1]
+            and logits is last[2]
+            and mode == last[3]
+            and len(images) == last[4]
+        ):
+            status = self.lib.lenet5_gpu_infer_host(self._handle, last[5], last[6], last[4], last[7], last[8])
+            if status:
+                _check(self.lib, self.ffi, status, "infer")
+            return
         m = MODES.get(mode)
         if m is None:
             raise ValueError(f"mode must be 'float' or 'fixed', not {mode!r}")
-        if self._handle is None:
+        handle = self._handle
+        if handle is None:
             raise ValueError("network is closed")
         n = len(images)
-        if images.dtype != np.uint8 or not images.flags.c_contiguous or images.size != n * self.image_bytes:
+        dt = images.dtype
+        if (dt is not _U8 and dt != _U8) or images.size != n * self.image_bytes:
             raise ValueError(f"images must be C-contiguous uint8 of {self.image_bytes} bytes each")
         ffi = self.ffi
+        try:
+            img_ptr = ffi.from_buffer("uint8_t[]", images) if n else ffi.NULL
+        except (ValueError, TypeError, BufferError) as e:
+            raise ValueError(f"images must be C-contiguous uint8 of {self.image_bytes} bytes each ({e})") from None
         cls_ptr = log_ptr = ffi.NULL
         if classes is not None:
-            if classes.dtype != np.int32 or classes.shape != (n,) or not classes.flags.c_contiguous:
+            dt = classes.dtype
+            if (dt is not _I32 and dt != _I32) or classes.shape != (n,):
                 raise ValueError("classes must be C-contiguous int32[n]")
-            cls_ptr = ffi.from_buffer("int32_t[]", classes, require_writable=True)
+            try:
+                cls_ptr = ffi.from_buffer("int32_t[]", classes, require_writable=True)
+            except (ValueError, TypeError, BufferError) as e:
+                raise ValueError(f"classes must be writable, C-contiguous int32[n] ({e})") from None
         if logits is not None:
-            if logits.dtype != _LOGIT_DTYPES[m] or logits.shape != (n, self.num_classes) or not logits.flags.c_contiguous:
-                raise ValueError(f"logits must be C-contiguous {_LOGIT_DTYPES[m]}[n, {self.num_classes}]")
-            log_ptr = ffi.from_buffer(logits, require_writable=True)
-        img_ptr = ffi.from_buffer("uint8_t[]", images) if n else ffi.NULL
-        status = self.lib.lenet5_gpu_infer_host(self._handle, m, img_ptr, n, cls_ptr, log_ptr)
+            want = _LOGIT_DTYPES[m]
+            dt = logits.dtype
+            if (dt is not want and dt != want) or logits.shape != (n, self.num_classes):
+                raise ValueError(f"logits must be C-contiguous {want}[n, {self.num_classes}]")
+            try:
+                log_ptr = ffi.from_buffer(logits, require_writable=True)
+            except (ValueError, TypeError, BufferError) as e:
+                raise ValueError(f"logits must be writable, C-contiguous {want}[n, {self.num_classes}] ({e})") from None
+        self._last = (images, classes, logits, mode, n, m, img_ptr, cls_ptr, log_ptr) if 0 < n <= _KEEP_POINTERS else None
+        status = self.lib.lenet5_gpu_infer_host(handle, m, img_ptr, n, cls_ptr, log_ptr)
         if status:
             _check(self.lib, ffi, status, "infer")
+
+    def set_resident(self, idle_us: int) -> None:
+        """Batches of 1..8 host images go to a kernel that stays on the GPU between calls and ends
+        after `idle_us` microseconds without one; 0: a kernel launch per call (see
+        lenet5_gpu_set_resident in gpu_ref/include/lenet5_gpu.h)."""
+        _check(self.lib, self.ffi, self.lib.lenet5_gpu_set_resident(self._handle, int(idle_us)), "set resident")
+
+    def resident_stats(self) -> tuple[int, int, float]:
+        """(calls answered by the resident kernel, resident kernels launched, mean microseconds
+        on the GPU clock from the kernel seeing a call to its answer) so far."""
+        calls, launches, gpu_us = self.ffi.new("int64_t *"), self.ffi.new("int64_t *"), self.ffi.new("double *")
+        _check(
+            self.lib, self.ffi, self.lib.lenet5_gpu_resident_stats(self._handle, calls, launches, gpu_us), "resident stats"
+        )
+        return int(calls[0]), int(launches[0]), float(gpu_us[0])
 
     def infer(self, images: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
         n = len(images)

@@ -10,7 +10,8 @@ Two rows per backend and batch:
   >= 20 ms), rotating over input sets that together exceed the L2 cache, after a warm-up;
   the median over repeats.
 * where="host": uint8 images in host memory to classes and logits in host memory, end to end,
-  timed with the host clock (median over repeats).  Batch 1 is the latency of one image.
+  timed with the host clock (median over repeats).  Batch 1 is the latency of one image; the
+  library's batches of up to 8 images go through its resident kernel (`resident` in the row).
 
 `lenet5_pynq.bench` calls `run()` for backend names starting with "gpu" or "torch".
 """
@@ -110,8 +111,11 @@ def _bench_library(backend, name: str, batches, repeats: int, pool: np.ndarray, 
             images = _tile(pool, batch)
             classes = np.empty(batch, np.int32)
             logits = np.empty((batch, net.num_classes), net.logits_dtype(mode))
+            resident0 = net.resident_stats()[0]
             times = _host_times(lambda: net.infer_into(images, mode, classes, logits), repeats)
-            rows.append(_row(name, batch, "host", statistics.median(times), net.device_name))
+            # resident: the calls went through the resident kernel (gpu_ref/include/lenet5_gpu.h)
+            resident = net.resident_stats()[0] > resident0
+            rows.append(_row(name, batch, "host", statistics.median(times), net.device_name, resident=resident))
             _log(f"  {name:14s} host   batch {batch:>9,d}: {rows[-1]['seconds_per_call'] * 1e6:12.1f} us per call")
     return rows
 

@@ -15,6 +15,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -377,3 +378,149 @@ def test_torch_peers_agree(need_gpu, name, float_test):
         _assert_float_close(p.logits, ref, 1e-4, min_class_agreement=len(images) - 1)
     else:  # half precision
         _assert_float_close(p.logits, ref, 2e-2, min_class_agreement=int(0.995 * len(images)))
+
+
+# ------------------------------------------------------------------------ resident path (GPU)
+
+
+def _check_fixed(images, classes, logits, quantized_layers):
+    ref_classes, ref_logits = golden.predict_raw(images, quantized_layers)
+    np.testing.assert_array_equal(logits, ref_logits)
+    np.testing.assert_array_equal(classes, ref_classes)
+
+
+def _check_float(images, classes, logits, params):
+    _assert_float_close(logits, FloatBackend(params=params).logits(images), 1e-4)
+    np.testing.assert_array_equal(classes, logits.argmax(1))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("n", [1, 2, 7, 8])
+def test_resident_path_matches_references(net, quantized, params, n):
+    """Host batches of 1..8 under AUTO go through the resident kernel: fixed bit-exact with the
+    golden model, float within 1e-4 of cpu-float, for several calls in a row."""
+    net.set_variant("auto")
+    net.set_resident(1000)
+    rng = np.random.default_rng()
+    calls0 = net.resident_stats()[0]
+    for _ in range(3):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        _check_fixed(images, *net.infer(images, "fixed"), quantized[0])
+        _check_float(images, *net.infer(images, "float"), params)
+    calls1 = net.resident_stats()[0]
+    assert calls1 - calls0 == 6, "the calls did not go through the resident kernel"
+
+
+@pytest.mark.gpu
+def test_resident_path_mixed_calls(net, quantized, params, mnist_test):
+    """Resident calls mixed with everything else on the handle (modes, batch sizes, the device
+    path, timing, forced variants, a second handle, idle endings), each checked."""
+    torch = pytest.importorskip("torch")
+    net.set_variant("auto")
+    net.set_resident(1000)
+    rng = np.random.default_rng()
+    mn = np.ascontiguousarray(mnist_test[0][:64])
+    other = gpu.GpuNetwork(params, None)  # a second handle with its own resident kernel
+    try:
+        calls0, launches0, _ = net.resident_stats()
+        steps = [("fixed", 1), ("float", 1), ("fixed", 7), ("fixed", 2), ("float", 9), ("fixed", 300), ("float", 8),
+                 ("device", 5), ("fixed", 1), ("time", 1), ("float", 3), ("warp", 2), ("fixed", 1), ("other", 1),
+                 ("float", 1), ("sleep", 1), ("fixed", 2), ("float", 1)]  # fmt: skip
+        resident_calls = 0
+        for what, n in steps:
+            images = mn[:n] if n <= len(mn) else rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+            if what in ("fixed", "float"):
+                classes, logits = net.infer(images, what)
+                if what == "fixed":
+                    _check_fixed(images, classes, logits, quantized[0])
+                else:
+                    _check_float(images, classes, logits, params)
+                resident_calls += n <= 8
+            elif what == "device":
+                dev = torch.from_numpy(images.copy()).cuda()
+                classes = torch.full((n,), -1, dtype=torch.int32, device="cuda")
+                logits = torch.full((n, 10), -32768, dtype=torch.int16, device="cuda")
+                net.infer_device(dev.data_ptr(), n, "fixed", classes.data_ptr(), logits.data_ptr(), 0)
+                torch.cuda.synchronize()
+                _check_fixed(images, classes.cpu().numpy(), logits.cpu().numpy(), quantized[0])
+            elif what == "time":
+                assert net.time_device(images, 1, "float", 3, 1, 2).shape == (2,)
+            elif what == "warp":  # a forced variant takes the launch path
+                net.set_variant("warp")
+                _check_fixed(images, *net.infer(images, "fixed"), quantized[0])
+                net.set_variant("auto")
+            elif what == "other":
+                _check_float(images, *other.infer(images, "float"), params)
+                _check_fixed(images, *net.infer(images, "fixed"), quantized[0])
+                _check_float(images, *other.infer(images, "float"), params)
+                resident_calls += 1
+            elif what == "sleep":  # the kernel ends when idle; the next call starts another
+                net.set_resident(300)
+                _check_fixed(images, *net.infer(images, "fixed"), quantized[0])
+                time.sleep(0.02)
+                _check_fixed(images, *net.infer(images, "fixed"), quantized[0])
+                resident_calls += 2
+        calls1, launches1, gpu_us = net.resident_stats()
+        assert calls1 - calls0 == resident_calls
+        assert 1 <= launches1 - launches0 <= resident_calls
+        assert 0 < gpu_us < 1000
+        assert other.resident_stats()[0] == 2
+    finally:
+        other.close()
+        net.set_resident(1000)
+
+
+@pytest.mark.gpu
+def test_resident_outputs_optional_unaligned_and_off(net, quantized):
+    net.set_variant("auto")
+    rng = np.random.default_rng()
+    buf = rng.integers(0, 256, 3 * 784 + 5, dtype=np.uint8)
+    images = buf[5:].reshape(3, 28, 28)  # not 16-byte aligned
+    ref_classes, ref_logits = golden.predict_raw(images, quantized[0])
+    for idle in (1000, 0):  # 0: a launch per call
+        net.set_resident(idle)
+        calls0 = net.resident_stats()[0]
+        classes = np.full(3, -7, np.int32)
+        net.infer_into(images, "fixed", classes, None)
+        np.testing.assert_array_equal(classes, ref_classes)
+        logits = np.full((3, 10), 12345, np.int16)
+        net.infer_into(images, "fixed", None, logits)
+        np.testing.assert_array_equal(logits, ref_logits)
+        assert net.resident_stats()[0] - calls0 == (2 if idle else 0)
+    net.set_resident(1000)
+    with pytest.raises(gpu.GpuError, match="idle_us") as e:
+        net.set_resident(-1)
+    assert e.value.status == 1
+    with pytest.raises(ValueError):
+        net.infer_into(images[::2], "fixed", None, None)  # not contiguous
+    with pytest.raises(ValueError):
+        ro = np.empty(3, np.int32)
+        ro.setflags(write=False)
+        net.infer_into(images, "fixed", ro, None)
+
+
+@pytest.mark.gpu
+def test_infer_into_same_arrays_again(net, quantized, params):
+    """infer_into keeps the pointers of the last small arrays: new contents, other modes, other
+    arrays and wrong dtypes are still handled."""
+    net.set_variant("auto")
+    net.set_resident(1000)
+    rng = np.random.default_rng()
+    images = np.empty((2, 28, 28), np.uint8)
+    classes = np.empty(2, np.int32)
+    logits = np.empty((2, 10), np.int16)
+    flogits = np.empty((2, 10), np.float32)
+    for _ in range(4):
+        images[...] = rng.integers(0, 256, images.shape)
+        net.infer_into(images, "fixed", classes, logits)
+        _check_fixed(images, classes, logits, quantized[0])
+        net.infer_into(images, "float", classes, flogits)
+        _check_float(images, classes, flogits, params)
+    with pytest.raises(ValueError):
+        net.infer_into(images, "float", classes, logits)  # int16 logits in float mode
+    net.infer_into(images, "fixed", classes, logits)
+    with pytest.raises(ValueError):
+        net.infer_into(images, "fixed", classes, flogits)
+    one = images[:1]
+    net.infer_into(one, "fixed", classes[:1], logits[:1])
+    _check_fixed(one, classes[:1], logits[:1], quantized[0])

@@ -131,6 +131,20 @@ int lenet5_gpu_destroy(lenet5_gpu *handle);
 int lenet5_gpu_device_name(const lenet5_gpu *handle, char *name, size_t size);
 int lenet5_gpu_set_variant(lenet5_gpu *handle, int variant);
 
+/* The resident path of lenet5_gpu_infer_host: batches of 1 to 8 images (variant AUTO) go to a
+ * kernel that stays on the GPU between calls, with the weights in shared memory; the images and
+ * results pass through mapped pinned memory and a mailbox, with no launch, copy or stream
+ * synchronization per call.  The kernel ends after `idle_us` microseconds without a call
+ * (default 1000, or $LENET5_GPU_RESIDENT_US); 0 turns the path off (a launch per call).  While
+ * it waits it holds 8 multiprocessors, and cudaDeviceSynchronize() or work queued behind it on
+ * the handle's stream waits for it to end; every other call on the handle ends it first.  At
+ * most 10,000,000. */
+int lenet5_gpu_set_resident(lenet5_gpu *handle, int64_t idle_us);
+
+/* Since the handle's creation: calls answered by the resident path, resident kernels launched,
+ * and the mean time (GPU clock, microseconds) from the kernel seeing a call's command to its answer. */
+int lenet5_gpu_resident_stats(const lenet5_gpu *handle, int64_t *calls, int64_t *launches, double *gpu_us);
+
 /* Host memory in, host memory out; returns when the results are there.  `classes` or
  * `logits` may be NULL.  Any alignment. */
 int lenet5_gpu_infer_host(lenet5_gpu *handle, int mode, const uint8_t *images, int64_t n,

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <new>
 #include <vector>
 
@@ -81,6 +82,15 @@ constexpr int64_t kChunk = 32768;
 constexpr int64_t kBlockVariantBelow[2] = {512, 1024};  // float, fixed
 // AUTO's variant for fixed mode at larger batches.
 constexpr lenet5::Variant kFixedThroughputVariant = lenet5::kVariantWarpSmall;
+// Resident path (lenet5_gpu_set_resident): host batches of 1 .. kResidentBlocks images under
+// AUTO go to a kernel that stays on the GPU between calls, one block per image.
+constexpr int kResidentBlocks = 8;
+constexpr int64_t kResidentDefaultIdleUs = 1000;
+constexpr int64_t kResidentMaxIdleUs = 10000000;
+constexpr unsigned int kSeqMask = 0x7fffffffu;
+// A resident kernel that does not answer within this many seconds is given up (the call fails
+// and the handle goes back to a launch per call).
+constexpr double kResidentDeadlineS = 5.0;
 
 struct Slot {
     uint8_t* h_in = nullptr;
@@ -123,6 +133,19 @@ struct lenet5_gpu {
     // large batches
     bool slots_ready = false;
     Slot slots[2];
+    // resident path (see infer_resident): the mailbox (mapped) and the kernel's device state
+    int64_t resident_idle_us = kResidentDefaultIdleUs;  // 0: off
+    bool resident_running = false;  // launched, and not seen ending
+    bool resident_broken = false;   // gave up on it after a failure: launch per call
+    int resident_mode = 0;
+    unsigned int resident_seq = 0;  // the last sequence number posted
+    unsigned int resident_gen = 0;  // launches so far (mod 2**24 in the kernel)
+    int64_t resident_calls = 0, resident_launches = 0;
+    int64_t resident_timed = 0;
+    unsigned long long resident_gpu_ns = 0;  // GPU clock from seeing a command to answering it
+    lenet5::ResidentMailbox* mailbox = nullptr;
+    lenet5::ResidentMailbox* mailbox_dev = nullptr;
+    lenet5::ResidentState* resident_state = nullptr;
 };
 
 namespace {
@@ -193,6 +216,9 @@ int upload(lenet5_gpu* h, std::vector<unsigned char>& blob, const size_t (&offse
             return fail(LENET5_ERR_UNSUPPORTED, "kernel variant %d needs %d bytes of shared memory: too many for %s", v,
                         info.smem_bytes, h->name);
     }
+    lenet5::LaunchInfo info;
+    CUDA_TRY(lenet5::prepare_resident<M>(&info));
+    if (info.max_blocks_per_sm < 1) h->resident_broken = true;  // cannot run here: launch per call
     h->loaded[M::kIndex] = true;
     return LENET5_OK;
 }
@@ -282,6 +308,10 @@ void release(lenet5_gpu* h) {
     if (h->small_in) cudaFreeHost(h->small_in);
     if (h->small_classes) cudaFreeHost(h->small_classes);
     if (h->small_logits) cudaFreeHost(h->small_logits);
+    if (h->mailbox) cudaFreeHost(h->mailbox);
+    if (h->resident_state) cudaFree(h->resident_state);
+    h->mailbox = h->mailbox_dev = nullptr;
+    h->resident_state = nullptr;
     for (Slot& s : h->slots) {
         if (s.h_in) cudaFreeHost(s.h_in);
         if (s.h_classes) cudaFreeHost(s.h_classes);
@@ -393,6 +423,152 @@ int infer_chunked(lenet5_gpu* h, int mode, const uint8_t* images, int64_t n, int
     return status;
 }
 
+// ---------------------------------------------------------------------------- resident path
+//
+// Host side of resident_network_kernel (network_kernel.cuh).  A call copies the images into the
+// mapped input buffer, writes n, quit = 0 and then the next sequence number into the mailbox,
+// launches the kernel if none is running, and spins on the mailbox's status word until the kernel
+// writes 2 * seq.  An odd status means the kernel ended (idle): if it ended before taking this
+// command, the call launches a new one, which takes it.  The spin has a deadline, and asks the
+// stream now and then, so a failed or stuck kernel gives an error, never a hang.
+
+double monotonic_s() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+inline void spin_pause() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+inline unsigned int read_status(const lenet5_gpu* h) { return __atomic_load_n(&h->mailbox->status, __ATOMIC_ACQUIRE); }
+
+inline unsigned long long command_word(unsigned int seq, unsigned int n, unsigned int quit) {
+    return uint64_t(seq) | (uint64_t(n & 0xffffu) << 32) | (uint64_t(quit & 1u) << 48);
+}
+
+// The images (if any) are in place: the command, in one 8-byte store after them.
+inline unsigned int post(lenet5_gpu* h, unsigned int n, unsigned int quit) {
+    const unsigned int seq = (h->resident_seq + 1) & kSeqMask;
+    h->resident_seq = seq;
+    __atomic_store_n(&h->mailbox->command, command_word(seq, n, quit), __ATOMIC_RELEASE);
+    return seq;
+}
+
+int resident_launch(lenet5_gpu* h, int mode, unsigned int start_seq) {
+    // No kernel is running: nothing else writes the status now.
+    __atomic_store_n(&h->mailbox->status, (start_seq << 1), __ATOMIC_RELEASE);
+    ++h->resident_gen;
+    const lenet5::ResidentIO io{h->small_in_dev,     h->small_classes_dev, h->small_logits_dev,
+                                h->mailbox_dev,      h->resident_state,    start_seq,
+                                h->resident_gen,     static_cast<unsigned long long>(h->resident_idle_us) * 1000ull};
+    const cudaError_t e = mode == LENET5_MODE_FLOAT
+                              ? lenet5::launch_resident<FloatMode>(h->float_params, io, kResidentBlocks, h->stream)
+                              : lenet5::launch_resident<FixedMode>(h->fixed_params, io, kResidentBlocks, h->stream);
+    if (e != cudaSuccess) {
+        h->resident_broken = true;
+        return cuda_fail(e, "resident kernel launch");
+    }
+    h->resident_running = true;
+    h->resident_mode = mode;
+    ++h->resident_launches;
+    return LENET5_OK;
+}
+
+// Now and then during a spin: the stream's state (an error ends the wait) and the deadline.
+// Returns LENET5_OK to keep spinning; sets *ended when the stream has nothing left to run.
+int resident_check(lenet5_gpu* h, double start, const char* what, bool* ended) {
+    const cudaError_t e = cudaStreamQuery(h->stream);
+    if (e == cudaSuccess) {
+        *ended = true;
+        return LENET5_OK;
+    }
+    if (e != cudaErrorNotReady) {
+        h->resident_broken = true;
+        h->resident_running = false;
+        return cuda_fail(e, what);
+    }
+    if (monotonic_s() - start > kResidentDeadlineS) {
+        h->resident_broken = true;
+        post(h, 0, 1);  // best effort: ask it to end
+        return fail(LENET5_ERR_CUDA, "%s: no answer from the resident kernel within %.0f s", what, kResidentDeadlineS);
+    }
+    return LENET5_OK;
+}
+
+// Ends the resident kernel, if one runs, and waits for it (the handle's stream is then free).
+int resident_stop(lenet5_gpu* h) {
+    if (!h->resident_running) return LENET5_OK;
+    post(h, 0, 1);
+    const double start = monotonic_s();
+    for (unsigned int spins = 1; (read_status(h) & 1u) == 0; ++spins) {
+        if (spins % 4096 == 0) {
+            bool ended = false;
+            const int s = resident_check(h, start, "ending the resident kernel", &ended);
+            if (s) return s;
+            if (ended) {
+                if (read_status(h) & 1u) break;
+                h->resident_broken = true;
+                h->resident_running = false;
+                return fail(LENET5_ERR_CUDA, "the resident kernel ended without a signal");
+            }
+        }
+        spin_pause();
+    }
+    h->resident_running = false;
+    CUDA_TRY(cudaStreamSynchronize(h->stream));
+    return LENET5_OK;
+}
+
+bool resident_usable(const lenet5_gpu* h, int64_t n) {
+    return n <= kResidentBlocks && h->resident_idle_us > 0 && !h->resident_broken && h->variant == LENET5_VARIANT_AUTO;
+}
+
+int infer_resident(lenet5_gpu* h, int mode, const uint8_t* images, int64_t n, int32_t* classes, void* logits) {
+    int status;
+    if (h->resident_running && h->resident_mode != mode && (status = resident_stop(h))) return status;
+    std::memcpy(h->small_in, images, n * kImageBytes);
+    const unsigned int seq = post(h, unsigned(n), 0);
+    if (!h->resident_running && (status = resident_launch(h, mode, (seq - 1) & kSeqMask))) return status;
+    const unsigned int done = seq << 1;
+    double start = 0;
+    for (unsigned int spins = 1;; ++spins) {
+        const unsigned int st = read_status(h);
+        if (st == done) break;
+        if (st & 1u) {  // the kernel ended
+            h->resident_running = false;
+            if ((st >> 1) == seq) break;  // after answering this command
+            if ((status = resident_launch(h, mode, (seq - 1) & kSeqMask))) return status;
+            continue;
+        }
+        if (spins % 4096 == 0) {
+            if (start == 0) start = monotonic_s();
+            bool ended = false;
+            if ((status = resident_check(h, start, "resident kernel", &ended))) return status;
+            if (ended) {
+                const unsigned int again = read_status(h);
+                if (again == done || (again & 1u)) continue;  // its last word came meanwhile
+                h->resident_broken = true;
+                h->resident_running = false;
+                return fail(LENET5_ERR_CUDA, "the resident kernel ended without answering");
+            }
+        }
+        spin_pause();
+    }
+    ++h->resident_calls;
+    const unsigned long long t_seen = h->mailbox->t_seen, t_done = h->mailbox->t_done;
+    if (t_done > t_seen && t_done - t_seen < 1000000000ull) {
+        h->resident_gpu_ns += t_done - t_seen;
+        ++h->resident_timed;
+    }
+    if (classes) std::memcpy(classes, h->small_classes, n * sizeof(int32_t));
+    if (logits) std::memcpy(logits, h->small_logits, n * kNumClasses * logit_bytes(mode));
+    return LENET5_OK;
+}
+
 }  // namespace
 
 LENET5_API int lenet5_gpu_num_layers(void) { return kNumLayers; }
@@ -476,6 +652,21 @@ LENET5_API int lenet5_gpu_create(int device, const lenet5_layer_params* layers, 
         CUDA_TRY(cudaHostAlloc(reinterpret_cast<void**>(&h->done), sizeof(unsigned int), cudaHostAllocMapped));
         *h->done = 0;
         CUDA_TRY(cudaHostGetDevicePointer(reinterpret_cast<void**>(&h->done_dev), h->done, 0));
+        CUDA_TRY(cudaHostAlloc(reinterpret_cast<void**>(&h->mailbox), sizeof(lenet5::ResidentMailbox),
+                               cudaHostAllocMapped));
+        std::memset(h->mailbox, 0, sizeof(lenet5::ResidentMailbox));
+        CUDA_TRY(cudaHostGetDevicePointer(reinterpret_cast<void**>(&h->mailbox_dev), h->mailbox, 0));
+        CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&h->resident_state), sizeof(lenet5::ResidentState)));
+        CUDA_TRY(cudaMemset(h->resident_state, 0, sizeof(lenet5::ResidentState)));
+        // LENET5_GPU_RESIDENT_US: the resident kernel's idle time (0: off), as lenet5_gpu_set_resident.
+        if (const char* idle = std::getenv("LENET5_GPU_RESIDENT_US")) {
+            char* end = nullptr;
+            const long long us = std::strtoll(idle, &end, 10);
+            if (end == idle || *end != '\0' || us < 0 || us > kResidentMaxIdleUs)
+                return fail(LENET5_ERR_INVALID_ARGUMENT, "LENET5_GPU_RESIDENT_US=%s: expected 0..%lld microseconds",
+                            idle, static_cast<long long>(kResidentMaxIdleUs));
+            h->resident_idle_us = us;
+        }
         // LENET5_GPU_HOST_WAIT=spin: poll a completion flag in mapped memory instead of
         // cudaStreamSynchronize (measured no faster on an H100: gpu_ref/NOTES.md).
         const char* wait = std::getenv("LENET5_GPU_HOST_WAIT");
@@ -498,6 +689,7 @@ LENET5_API int lenet5_gpu_destroy(lenet5_gpu* handle) {
     if (handle == nullptr) return LENET5_OK;
     DeviceScope scope;
     scope.enter(handle->device);  // best effort: the handle is freed regardless
+    resident_stop(handle);
     // Kernels queued by lenet5_gpu_infer_device on the caller's streams read the weights.
     cudaDeviceSynchronize();
     release(handle);
@@ -520,6 +712,29 @@ LENET5_API int lenet5_gpu_set_variant(lenet5_gpu* handle, int variant) {
     return LENET5_OK;
 }
 
+LENET5_API int lenet5_gpu_set_resident(lenet5_gpu* handle, int64_t idle_us) {
+    if (handle == nullptr) return fail(LENET5_ERR_INVALID_ARGUMENT, "handle is NULL");
+    if (idle_us < 0 || idle_us > kResidentMaxIdleUs)
+        return fail(LENET5_ERR_INVALID_ARGUMENT, "idle_us %lld outside 0..%lld", static_cast<long long>(idle_us),
+                    static_cast<long long>(kResidentMaxIdleUs));
+    DeviceScope scope;
+    int status = scope.enter(handle->device);
+    if (status) return status;
+    if ((status = resident_stop(handle))) return status;  // a new kernel takes the new idle time
+    handle->resident_idle_us = idle_us;
+    return LENET5_OK;
+}
+
+LENET5_API int lenet5_gpu_resident_stats(const lenet5_gpu* handle, int64_t* calls, int64_t* launches,
+                                         double* gpu_us) {
+    if (handle == nullptr || calls == nullptr || launches == nullptr || gpu_us == nullptr)
+        return fail(LENET5_ERR_INVALID_ARGUMENT, "handle, calls, launches or gpu_us is NULL");
+    *calls = handle->resident_calls;
+    *launches = handle->resident_launches;
+    *gpu_us = handle->resident_timed ? 1e-3 * double(handle->resident_gpu_ns) / double(handle->resident_timed) : 0.0;
+    return LENET5_OK;
+}
+
 LENET5_API int lenet5_gpu_infer_host(lenet5_gpu* handle, int mode, const uint8_t* images, int64_t n, int32_t* classes,
                                      void* logits) {
     if (handle == nullptr) return fail(LENET5_ERR_INVALID_ARGUMENT, "handle is NULL");
@@ -529,6 +744,8 @@ LENET5_API int lenet5_gpu_infer_host(lenet5_gpu* handle, int mode, const uint8_t
     if (n == 0) return LENET5_OK;
     DeviceScope scope;
     if ((status = scope.enter(handle->device))) return status;
+    if (resident_usable(handle, n)) return infer_resident(handle, mode, images, n, classes, logits);
+    if ((status = resident_stop(handle))) return status;
     if (n > kSmallBatch) return infer_chunked(handle, mode, images, n, classes, logits);
 
     // Small batch: the kernel reads the images from and writes its results to mapped pinned
@@ -568,6 +785,7 @@ LENET5_API int lenet5_gpu_infer_device(lenet5_gpu* handle, int mode, const uint8
     if (n == 0) return LENET5_OK;
     DeviceScope scope;
     if ((status = scope.enter(handle->device))) return status;
+    if ((status = resident_stop(handle))) return status;
     const lenet5::NetIO io{images, n, classes, logits, nullptr, nullptr, 0};
     return run(handle, mode, io, stream ? static_cast<cudaStream_t>(stream) : handle->stream);
 }
@@ -582,6 +800,7 @@ LENET5_API int lenet5_gpu_time_device(lenet5_gpu* handle, int mode, const uint8_
     if (status) return status;
     DeviceScope scope;
     if ((status = scope.enter(handle->device))) return status;
+    if ((status = resident_stop(handle))) return status;
     uint8_t* d_images = nullptr;
     int32_t* d_classes = nullptr;
     void* d_logits = nullptr;

@@ -29,9 +29,8 @@ template <> struct Variants<FixedMode> {
     using Block = Config<FixedMode, 1024, 1024, 1, 2, 2, 1, 2, 1, 1, double, false, 6, false>;
 };
 
-template <class C>
-cudaError_t prepare_config(LaunchInfo* info) {
-    auto kernel = fused_network_kernel<C>;
+template <class C, class K>
+cudaError_t prepare_kernel(K kernel, LaunchInfo* info) {
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes);
     if (e != cudaSuccess) return e;
     cudaFuncAttributes attr;
@@ -46,6 +45,11 @@ cudaError_t prepare_config(LaunchInfo* info) {
     info->max_blocks_per_sm = blocks;
     info->registers = attr.numRegs;
     return cudaSuccess;
+}
+
+template <class C>
+cudaError_t prepare_config(LaunchInfo* info) {
+    return prepare_kernel<C>(fused_network_kernel<C>, info);
 }
 
 template <class C>
@@ -76,9 +80,26 @@ cudaError_t launch(Variant v, const NetParams<M>& p, const NetIO& io, int grid, 
     }
 }
 
+template <class M>
+cudaError_t prepare_resident(LaunchInfo* info) {
+    using C = typename Variants<M>::Block;
+    return prepare_kernel<C>(resident_network_kernel<C>, info);
+}
+
+template <class M>
+cudaError_t launch_resident(const NetParams<M>& p, const ResidentIO& io, int grid, cudaStream_t stream) {
+    using C = typename Variants<M>::Block;
+    resident_network_kernel<C><<<grid, C::kBlock, C::kSmemBytes, stream>>>(p, io);
+    return cudaGetLastError();
+}
+
 template cudaError_t prepare<FloatMode>(Variant, LaunchInfo*);
 template cudaError_t prepare<FixedMode>(Variant, LaunchInfo*);
 template cudaError_t launch<FloatMode>(Variant, const NetParams<FloatMode>&, const NetIO&, int, cudaStream_t);
 template cudaError_t launch<FixedMode>(Variant, const NetParams<FixedMode>&, const NetIO&, int, cudaStream_t);
+template cudaError_t prepare_resident<FloatMode>(LaunchInfo*);
+template cudaError_t prepare_resident<FixedMode>(LaunchInfo*);
+template cudaError_t launch_resident<FloatMode>(const NetParams<FloatMode>&, const ResidentIO&, int, cudaStream_t);
+template cudaError_t launch_resident<FixedMode>(const NetParams<FixedMode>&, const ResidentIO&, int, cudaStream_t);
 
 }  // namespace lenet5

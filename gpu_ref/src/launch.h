@@ -27,4 +27,10 @@ cudaError_t prepare(Variant v, LaunchInfo* info);
 template <class M>
 cudaError_t launch(Variant v, const NetParams<M>& p, const NetIO& io, int grid, cudaStream_t stream);
 
+// The resident latency kernel (one image per block, the block variant's configuration).
+template <class M>
+cudaError_t prepare_resident(LaunchInfo* info);
+template <class M>
+cudaError_t launch_resident(const NetParams<M>& p, const ResidentIO& io, int grid, cudaStream_t stream);
+
 }  // namespace lenet5

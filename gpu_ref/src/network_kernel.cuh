@@ -519,16 +519,56 @@ __device__ __forceinline__ void prefetch_floats(float* dst, const float* src, in
     for (int i = threadIdx.x * 4; i < count; i += BLOCK * 4) copy16_async(dst + i, src + i);
 }
 
+// Shared-memory layout of a block: the weights, then per team regions A and B, then the split
+// stages' partial sums; dense weights in shared or global memory (see Config).
 template <class C>
-__global__ void __launch_bounds__(C::kBlock, C::kMinBlocks)
-    fused_network_kernel(const NetParams<typename C::mode> p, const NetIO io) {
-    using M = typename C::mode;
-    using act_t = typename C::act_t;
+struct BlockSmem {
     using wt_t = typename C::wt_t;
-    constexpr int TEAM = C::kTeam, IPT = C::kImagesPerTeam, BLOCK = C::kBlock;
-    extern __shared__ __align__(16) unsigned char smem[];
+    using act_t = typename C::act_t;
+    using acc_t = typename C::acc_t;
+    using img_t = typename C::img_t;
+    wt_t* ws;
+    const wt_t *w2, *b2, *w3, *b3, *w4, *b4;
+    img_t* img;
+    act_t *act1, *act2, *act3, *act4, *logits;
+    acc_t* scratch;
 
-    wt_t* ws = reinterpret_cast<wt_t*>(smem);
+    __device__ __forceinline__ BlockSmem(unsigned char* smem, const NetParams<typename C::mode>& p, int team) {
+        ws = reinterpret_cast<wt_t*>(smem);
+        const wt_t* wd[3];
+        const wt_t* bd[3];
+#pragma unroll
+        for (int i = 0; i < 3; ++i) {
+            constexpr int kOff[6] = {C::kOffW2, C::kOffB2, C::kOffW3, C::kOffB3, C::kOffW4, C::kOffB4};
+            if constexpr (C::kDenseSmem) {
+                wd[i] = ws + kOff[2 * i];
+                bd[i] = ws + kOff[2 * i + 1];
+            } else if constexpr (C::kAllSmem) {
+                wd[i] = p.kernel_f[2 + i];
+                bd[i] = p.bias_f[2 + i];
+            } else {
+                wd[i] = p.kernel[2 + i];
+                bd[i] = p.bias[2 + i];
+            }
+        }
+        w2 = wd[0], b2 = bd[0], w3 = wd[1], b3 = bd[1], w4 = wd[2], b4 = bd[2];
+        unsigned char* region_a = smem + C::kWeightBytes + team * C::kTeamBytes;
+        unsigned char* region_b = region_a + C::kRegionA;
+        img = reinterpret_cast<img_t*>(region_a);
+        act1 = reinterpret_cast<act_t*>(region_b);
+        act2 = reinterpret_cast<act_t*>(region_a);
+        act3 = reinterpret_cast<act_t*>(region_b);
+        act4 = reinterpret_cast<act_t*>(region_a);
+        logits = reinterpret_cast<act_t*>(region_b);
+        scratch = reinterpret_cast<acc_t*>(smem + C::kWeightBytes + C::kTeamsPerBlock * C::kTeamBytes);
+    }
+};
+
+// Starts (kAllSmem: asynchronous, two groups: conv, then dense) or does the copy of the weights
+// into shared memory.
+template <class C>
+__device__ __forceinline__ void stage_weights(typename C::wt_t* ws, const NetParams<typename C::mode>& p) {
+    constexpr int BLOCK = C::kBlock;
     if constexpr (C::kAllSmem) {
         // Two groups of asynchronous copies: the conv weights (awaited before conv1), the dense
         // ones (awaited before fc1, so they arrive while the convolutions run).
@@ -553,37 +593,58 @@ __global__ void __launch_bounds__(C::kBlock, C::kMinBlocks)
         for (int i = threadIdx.x; i < L1::bias_count; i += BLOCK) ws[C::kOffB1 + i] = __ldg(p.bias[1] + i);
         __syncthreads();
     }
-    // Dense weights: shared memory, or global memory (float32 copies when kAllSmem, else acc_t).
-    const wt_t* wd[3];
-    const wt_t* bd[3];
-#pragma unroll
-    for (int i = 0; i < 3; ++i) {
-        constexpr int kOff[6] = {C::kOffW2, C::kOffB2, C::kOffW3, C::kOffB3, C::kOffW4, C::kOffB4};
-        if constexpr (C::kDenseSmem) {
-            wd[i] = ws + kOff[2 * i];
-            bd[i] = ws + kOff[2 * i + 1];
-        } else if constexpr (C::kAllSmem) {
-            wd[i] = p.kernel_f[2 + i];
-            bd[i] = p.bias_f[2 + i];
-        } else {
-            wd[i] = p.kernel[2 + i];
-            bd[i] = p.bias[2 + i];
-        }
+}
+
+// conv1 ... fc3 for the team's images, already in s.img; the logits end in s.logits, followed
+// by a team barrier.
+template <class C>
+__device__ __forceinline__ void forward_team(const NetParams<typename C::mode>& p, const BlockSmem<C>& s, int rank) {
+    using M = typename C::mode;
+    constexpr int TEAM = C::kTeam, IPT = C::kImagesPerTeam;
+    if constexpr (C::kAllSmem) async_wait<1>();  // conv weights (a no-op after the first image)
+    team_sync<TEAM>();
+    conv_stage<L0, C::kCg1, IPT, TEAM, kImageBytes, C::kS1, M>(s.img, s.act1, s.ws + C::kOffW0, s.ws + C::kOffB0,
+                                                               p.cast[0], rank);
+    team_sync<TEAM>();
+    if constexpr (C::kCSplit > 0) {
+        conv_split_stage<L1, C::kCg2, C::kCSplit, TEAM, C::kS2, M>(s.act1, s.act2, s.ws + C::kOffW1, s.ws + C::kOffB1,
+                                                                   s.scratch, p.cast[1], rank);
+    } else {
+        conv_stage<L1, C::kCg2, IPT, TEAM, C::kS1, C::kS2, M>(s.act1, s.act2, s.ws + C::kOffW1, s.ws + C::kOffB1,
+                                                              p.cast[1], rank);
     }
-    const wt_t *w2 = wd[0], *b2 = bd[0], *w3 = wd[1], *b3 = bd[1], *w4 = wd[2], *b4 = bd[2];
+    if constexpr (C::kDenseSmem) async_wait<0>();  // dense weights
+    team_sync<TEAM>();
+    if constexpr (C::kCSplit > 0) {
+        dense_split_stage<L2, C::kOgMax, TEAM, C::kDenseSmem, M>(s.act2, s.act3, s.w2, s.b2, s.scratch, p.cast[2], rank);
+        team_sync<TEAM>();
+        dense_split_stage<L3, C::kOgMax, TEAM, C::kDenseSmem, M>(s.act3, s.act4, s.w3, s.b3, s.scratch, p.cast[3], rank);
+        team_sync<TEAM>();
+        dense_split_stage<L4, C::kOgMax, TEAM, C::kDenseSmem, M>(s.act4, s.logits, s.w4, s.b4, s.scratch, p.cast[4],
+                                                                 rank);
+    } else {
+        dense_stage<L2, C::kR, IPT, TEAM, C::kOgMax, C::kKSplit, C::kS2, C::kS3, C::kDenseSmem, M>(
+            s.act2, s.act3, s.w2, s.b2, p.cast[2], rank);
+        team_sync<TEAM>();
+        dense_stage<L3, C::kR, IPT, TEAM, C::kOgMax, C::kKSplit, C::kS3, C::kS4, C::kDenseSmem, M>(
+            s.act3, s.act4, s.w3, s.b3, p.cast[3], rank);
+        team_sync<TEAM>();
+        dense_stage<L4, C::kR, IPT, TEAM, C::kOgMax, C::kKSplit, C::kS4, C::kS5, C::kDenseSmem, M>(
+            s.act4, s.logits, s.w4, s.b4, p.cast[4], rank);
+    }
+    team_sync<TEAM>();
+}
+
+template <class C>
+__global__ void __launch_bounds__(C::kBlock, C::kMinBlocks)
+    fused_network_kernel(const NetParams<typename C::mode> p, const NetIO io) {
+    using M = typename C::mode;
+    constexpr int TEAM = C::kTeam, IPT = C::kImagesPerTeam;
+    extern __shared__ __align__(16) unsigned char smem[];
 
     const int team = threadIdx.x / TEAM, rank = threadIdx.x % TEAM;
-    unsigned char* region_a = smem + C::kWeightBytes + team * C::kTeamBytes;
-    unsigned char* region_b = region_a + C::kRegionA;
-    using img_t = typename C::img_t;
-    img_t* img = reinterpret_cast<img_t*>(region_a);
-    act_t* act1 = reinterpret_cast<act_t*>(region_b);
-    act_t* act2 = reinterpret_cast<act_t*>(region_a);
-    act_t* act3 = reinterpret_cast<act_t*>(region_b);
-    act_t* act4 = reinterpret_cast<act_t*>(region_a);
-    act_t* logits = reinterpret_cast<act_t*>(region_b);
-    using acc_t = typename C::acc_t;
-    acc_t* scratch = reinterpret_cast<acc_t*>(smem + C::kWeightBytes + C::kTeamsPerBlock * C::kTeamBytes);
+    const BlockSmem<C> s(smem, p, team);
+    stage_weights<C>(s.ws, p);
 
     const bool vec16 = (reinterpret_cast<uintptr_t>(io.images) & 15) == 0;
     const int64_t groups = (io.n + IPT - 1) / IPT;
@@ -591,39 +652,9 @@ __global__ void __launch_bounds__(C::kBlock, C::kMinBlocks)
     for (int64_t grp = int64_t(blockIdx.x) * C::kTeamsPerBlock + team; grp < groups; grp += stride) {
         const int64_t base = grp * IPT;
         const int valid = int(io.n - base < IPT ? io.n - base : IPT);
-        load_images<IPT, TEAM, img_t>(img, io.images + base * kImageBytes, valid, vec16, rank);
-        if constexpr (C::kAllSmem) async_wait<1>();  // conv weights (a no-op after the first image)
-        team_sync<TEAM>();
-        conv_stage<L0, C::kCg1, IPT, TEAM, kImageBytes, C::kS1, M>(img, act1, ws + C::kOffW0, ws + C::kOffB0,
-                                                                   p.cast[0], rank);
-        team_sync<TEAM>();
-        if constexpr (C::kCSplit > 0) {
-            conv_split_stage<L1, C::kCg2, C::kCSplit, TEAM, C::kS2, M>(act1, act2, ws + C::kOffW1, ws + C::kOffB1,
-                                                                       scratch, p.cast[1], rank);
-        } else {
-            conv_stage<L1, C::kCg2, IPT, TEAM, C::kS1, C::kS2, M>(act1, act2, ws + C::kOffW1, ws + C::kOffB1,
-                                                                  p.cast[1], rank);
-        }
-        if constexpr (C::kDenseSmem) async_wait<0>();  // dense weights
-        team_sync<TEAM>();
-        if constexpr (C::kCSplit > 0) {
-            dense_split_stage<L2, C::kOgMax, TEAM, C::kDenseSmem, M>(act2, act3, w2, b2, scratch, p.cast[2], rank);
-            team_sync<TEAM>();
-            dense_split_stage<L3, C::kOgMax, TEAM, C::kDenseSmem, M>(act3, act4, w3, b3, scratch, p.cast[3], rank);
-            team_sync<TEAM>();
-            dense_split_stage<L4, C::kOgMax, TEAM, C::kDenseSmem, M>(act4, logits, w4, b4, scratch, p.cast[4], rank);
-        } else {
-            dense_stage<L2, C::kR, IPT, TEAM, C::kOgMax, C::kKSplit, C::kS2, C::kS3, C::kDenseSmem, M>(
-                act2, act3, w2, b2, p.cast[2], rank);
-            team_sync<TEAM>();
-            dense_stage<L3, C::kR, IPT, TEAM, C::kOgMax, C::kKSplit, C::kS3, C::kS4, C::kDenseSmem, M>(
-                act3, act4, w3, b3, p.cast[3], rank);
-            team_sync<TEAM>();
-            dense_stage<L4, C::kR, IPT, TEAM, C::kOgMax, C::kKSplit, C::kS4, C::kS5, C::kDenseSmem, M>(
-                act4, logits, w4, b4, p.cast[4], rank);
-        }
-        team_sync<TEAM>();
-        write_outputs<IPT, TEAM, C::kS5, M>(logits, io, base, valid, rank);
+        load_images<IPT, TEAM, typename C::img_t>(s.img, io.images + base * kImageBytes, valid, vec16, rank);
+        forward_team<C>(p, s, rank);
+        write_outputs<IPT, TEAM, C::kS5, M>(s.logits, io, base, valid, rank);
         // The next group writes region A first (read last by fc3, before the sync above) and
         // region B only after the next sync, so no barrier is needed here.
     }
@@ -642,6 +673,180 @@ __global__ void __launch_bounds__(C::kBlock, C::kMinBlocks)
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------- resident kernel
+//
+// The latency path for a few images in host memory (api.cu, "resident path"): a kernel of
+// kResidentBlocks blocks stays on the GPU between calls with the weights in shared memory.  The
+// host writes the images into mapped pinned memory and then a sequence number into the mailbox;
+// block 0 polls the mailbox over PCIe and forwards each command to the other blocks through a
+// word in device memory; block b takes image b; each image's logits and class go straight to
+// mapped pinned memory, and the last block to finish writes `2 * seq` to the mailbox's status.
+// (Block 0 forwards only commands of several images, and the end.)
+// After `idle_ns` without a command (or on a quit command) the kernel ends and writes
+// `2 * last + 1` (last: the last sequence number it took).  No launch, no copy, no stream
+// synchronization on the way of an image.
+
+__device__ __forceinline__ unsigned int ld_acquire_sys(const unsigned int* p) {
+    unsigned int v;
+    asm volatile("ld.acquire.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+__device__ __forceinline__ unsigned long long ld_acquire_sys(const unsigned long long* p) {
+    unsigned long long v;
+    asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+    return v;
+}
+__device__ __forceinline__ void st_relaxed_sys(unsigned long long* p, unsigned long long v) {
+    asm volatile("st.relaxed.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+__device__ __forceinline__ void st_release_sys(unsigned int* p, unsigned int v) {
+    asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+__device__ __forceinline__ unsigned long long ld_acquire_gpu(const unsigned long long* p) {
+    unsigned long long v;
+    asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+    return v;
+}
+__device__ __forceinline__ unsigned int ld_acquire_gpu(const unsigned int* p) {
+    unsigned int v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+__device__ __forceinline__ void st_release_gpu(unsigned long long* p, unsigned long long v) {
+    asm volatile("st.release.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+__device__ __forceinline__ void st_relaxed_gpu(unsigned int* p, unsigned int v) {
+    asm volatile("st.relaxed.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+__device__ __forceinline__ unsigned long long global_ns() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+// 16 bytes of host memory, read past every cache (the host rewrites the buffer between calls).
+__device__ __forceinline__ uint4 ld_volatile16(const void* p) {
+    uint4 v;
+    asm volatile("ld.volatile.global.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p)
+                 : "memory");
+    return v;
+}
+
+template <class C>
+__global__ void __launch_bounds__(C::kBlock, 1)
+    resident_network_kernel(const NetParams<typename C::mode> p, const ResidentIO io) {
+    using M = typename C::mode;
+    using img_t = typename C::img_t;
+    using logit_t = typename M::logit_t;
+    static_assert(C::kTeam == C::kBlock && C::kImagesPerTeam == 1, "one image per block");
+    static_assert(kImageBytes % 16 == 0, "images are read in 16-byte pieces");
+    extern __shared__ __align__(16) unsigned char smem[];
+    __shared__ unsigned int command[3];  // seq, n, quit
+
+    const int rank = threadIdx.x;
+    const BlockSmem<C> s(smem, p, 0);
+    stage_weights<C>(s.ws, p);
+    if constexpr (C::kAllSmem) async_wait<0>();
+    __syncthreads();
+
+    const uint64_t gen = uint64_t(io.gen & 0xffffffu) << 40;
+    unsigned int last = io.start_seq;                   // block 0: the last command taken
+    unsigned long long last_word = uint64_t(io.start_seq) << 1;  // others: the last forwarded word
+    unsigned long long idle_since = global_ns();
+    for (;;) {
+        if (rank == 0) {
+            unsigned int seq = 0, n = 0, quit = 0;
+            if (blockIdx.x == 0) {
+                for (unsigned int polls = 0;; ++polls) {
+                    const unsigned long long word = ld_acquire_sys(&io.mailbox->command);
+                    seq = unsigned(word & 0xffffffffull);
+                    if (seq != last) {
+                        n = unsigned(word >> 32) & 0xffffu;
+                        quit = unsigned(word >> 48) & 1u;
+                        st_relaxed_sys(&io.mailbox->t_seen, global_ns());
+                        break;
+                    }
+                    // Idle: stop once nothing came for idle_ns and the last command is complete.
+                    if ((polls & 7) == 7 && global_ns() - idle_since > io.idle_ns &&
+                        (last == io.start_seq || ld_acquire_gpu(&io.state->completed) == last)) {
+                        seq = last;
+                        quit = 1;
+                        break;
+                    }
+                }
+                if (quit) seq = last;
+                // The other blocks need only commands of several images, and the end.
+                if (gridDim.x > 1 && (n > 1 || quit))
+                    st_release_gpu(&io.state->go, gen | (uint64_t(n & 0xffu) << 32) | (uint64_t(seq) << 1) | quit);
+            } else {
+                unsigned long long word;
+                for (;;) {
+                    word = ld_acquire_gpu(&io.state->go);
+                    if ((word & (0xffffffull << 40)) == gen && (word & 0xffffffffull) != (last_word & 0xffffffffull)) break;
+                }
+                last_word = word;
+                seq = unsigned(word & 0xffffffffull) >> 1;
+                n = unsigned(word >> 32) & 0xffu;
+                quit = unsigned(word & 1u);
+            }
+            command[0] = seq;
+            command[1] = n;
+            command[2] = quit;
+        }
+        __syncthreads();
+        const unsigned int seq = command[0], n = command[1], quit = command[2];
+        __syncthreads();  // command[] is rewritten by the next poll
+        if (quit) break;
+        last = seq;
+        const unsigned int b = blockIdx.x;
+        if (b < n) {
+            const unsigned char* src = io.images + size_t(b) * kImageBytes;
+            if (rank < kImageBytes / 16) {
+                const uint4 v = ld_volatile16(src + rank * 16);
+                const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+                for (int j = 0; j < 16; ++j) s.img[rank * 16 + j] = img_t((words[j / 4] >> (8 * (j % 4))) & 0xffu);
+            }
+            forward_team<C>(p, s, rank);
+            if (rank == 0) {
+                // The logits and the class (first of equal maxima), then the signal.
+                logit_t* lg = static_cast<logit_t*>(io.logits) + size_t(b) * kNumClasses;
+                int best = 0;
+                auto top = s.logits[0];
+                lg[0] = logit_t(top);
+#pragma unroll
+                for (int c = 1; c < kNumClasses; ++c) {
+                    const auto v = s.logits[c];
+                    lg[c] = logit_t(v);
+                    if (v > top) {
+                        top = v;
+                        best = c;
+                    }
+                }
+                io.classes[b] = best;
+                if (n == 1) {
+                    st_relaxed_gpu(&io.state->completed, seq);
+                    st_relaxed_sys(&io.mailbox->t_done, global_ns());
+                    st_release_sys(&io.mailbox->status, seq << 1);
+                } else {
+                    __threadfence_system();
+                    if (atomicAdd(&io.state->count, 1u) == n - 1) {
+                        io.state->count = 0;
+                        __threadfence();
+                        st_relaxed_gpu(&io.state->completed, seq);
+                        st_relaxed_sys(&io.mailbox->t_done, global_ns());
+                        __threadfence_system();
+                        st_release_sys(&io.mailbox->status, seq << 1);
+                    }
+                }
+            }
+        }
+        if (blockIdx.x == 0) idle_since = global_ns();
+    }
+    if (blockIdx.x == 0 && rank == 0) st_release_sys(&io.mailbox->status, (last << 1) | 1u);
 }
 
 }  // namespace lenet5

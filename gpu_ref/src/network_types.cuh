@@ -75,4 +75,39 @@ struct NetIO {
     unsigned int ticket;
 };
 
+// The resident kernel's mailbox, in mapped pinned host memory (network_kernel.cuh, api.cu).  The
+// host writes the command word (seq | n << 32 | quit << 48, one 8-byte store, so the kernel reads
+// it in one PCIe read); the kernel writes status: 2 * seq when command seq is answered,
+// 2 * last + 1 when it ends, and the GPU clock (ns) when it saw the command and when it
+// answered.  Host-written and GPU-written words sit in different 128-byte lines.
+struct ResidentMailbox {
+    unsigned long long command;
+    unsigned int pad0[30];
+    unsigned int status;
+    unsigned int pad1;
+    unsigned long long t_seen, t_done;
+    unsigned int pad2[26];
+};
+static_assert(sizeof(ResidentMailbox) == 256, "two 128-byte lines");
+
+// The resident kernel's state in device memory: block 0 forwards each command to the other
+// blocks through `go` (launch generation << 40 | n << 32 | seq << 1 | quit); `count` counts
+// the blocks done with a command of several images; `completed` is the last command answered.
+struct ResidentState {
+    unsigned long long go;
+    unsigned int count;
+    unsigned int completed;
+};
+
+struct ResidentIO {
+    const uint8_t* images;  // mapped: uint8[blocks][kImageBytes]
+    int32_t* classes;       // mapped: int32[blocks]
+    void* logits;           // mapped: logit_t[blocks][kNumClasses]
+    ResidentMailbox* mailbox;  // mapped
+    ResidentState* state;      // device memory
+    unsigned int start_seq;    // the sequence number before the first command to take
+    unsigned int gen;          // launch generation
+    unsigned long long idle_ns;  // end after this long without a command
+};
+
 }  // namespace lenet5
