@@ -97,8 +97,10 @@ class FixedSpec:
             expected = self.in_format(layer.name).frac_bits + f.kernel.frac_bits
             if f.accum.frac_bits != expected:
                 raise SpecError(f"{source}: {layer.name} accum has {f.accum.frac_bits} fraction bits, products have {expected}")
-            if not f.output.signed or f.output.width > 16:
-                raise SpecError(f"{source}: {layer.name} output must be signed and at most 16 bits (int16 words)")
+            for tensor in ("kernel", "bias", "output"):
+                fmt = getattr(f, tensor)
+                if not fmt.signed or fmt.width > 16:  # the fabric, its weight stream and the GPU keep int16 words
+                    raise SpecError(f"{source}: {layer.name} {tensor} must be signed and at most 16 bits, not {fmt.ctype()}")
             if f.bias_shift < 0:
                 raise SpecError(f"{source}: {layer.name} bias has more fraction bits than the accumulator")
 

@@ -107,6 +107,11 @@ def test_spec_errors(tmp_path):
     bad.write_text(json.dumps(d))
     with pytest.raises(fixedspec.SpecError, match="conv2 accum has"):
         fixedspec.load(bad)
+    wide = json.loads(fixedspec.SHIPPED.read_text())
+    wide["layers"]["fc2"]["kernel"]["width"] = 18
+    bad.write_text(json.dumps(wide))
+    with pytest.raises(fixedspec.SpecError, match="fc2 kernel must be signed and at most 16 bits"):
+        fixedspec.load(bad)
     del d["layers"]["fc1"]
     bad.write_text(json.dumps(d))
     with pytest.raises(fixedspec.SpecError, match="malformed"):
