@@ -108,7 +108,8 @@ def test_spec_errors(tmp_path):
     with pytest.raises(fixedspec.SpecError, match="conv2 accum has"):
         fixedspec.load(bad)
     wide = json.loads(fixedspec.SHIPPED.read_text())
-    wide["layers"]["fc2"]["kernel"]["width"] = 18
+    wide["layers"]["fc2"]["kernel"]["width"] += 2  # same fraction bits, so only the width is wrong
+    wide["layers"]["fc2"]["kernel"]["int_bits"] += 2
     bad.write_text(json.dumps(wide))
     with pytest.raises(fixedspec.SpecError, match="fc2 kernel must be signed and at most 16 bits"):
         fixedspec.load(bad)
