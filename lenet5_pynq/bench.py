@@ -175,6 +175,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="FILE", help="write the rows as JSON ('-' for stdout)")
     parser.add_argument("--plot", metavar="FILE.png", help="latency and throughput against batch size")
     args = parser.parse_args(argv)
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path and path != "-" and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            parser.error(f"{option} {path}: its directory does not exist")
     names = [n for n in args.backends.split(",") if n]
     known = backends.names()
     unknown = [n for n in names if n not in known and not _is_gpu(n)]

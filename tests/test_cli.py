@@ -95,6 +95,9 @@ def test_bench_bad_arguments(capsys):
         bench.main(["--batches", "0,10"])
     assert e.value.code == 2 and "batch sizes must be positive" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
+        bench.main(["--json", "/nonexistent/dir/out.json"])
+    assert e.value.code == 2 and "--json /nonexistent/dir/out.json: its directory does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
         bench.main(["--backends", "nope"])
     assert e.value.code == 2 and "unknown backend 'nope'" in capsys.readouterr().err
 
