@@ -245,6 +245,34 @@ __device__ __forceinline__ void load_images(ImgT* dst, const uint8_t* src, int v
     }
 }
 
+// Input channel `ci`'s share of a pool x pool block of conv outputs for CG output channels: each
+// kernel row's input span is read once and reused across the kernel columns and the block.
+template <class L, int CG, int WV, class InT, class WT, class AccT>
+__device__ __forceinline__ void accumulate_channel(AccT (&acc)[L::pool * L::pool][CG], const InT* __restrict__ src,
+                                                   const WT* __restrict__ wg, int ci) {
+    constexpr int K = L::kernel, P = L::pool, CI = L::in_c, CO = L::out_c, W = L::in_w, XW = P + K - 1;
+#pragma unroll
+    for (int kh = 0; kh < K; ++kh) {
+        AccT x[P][XW];
+#pragma unroll
+        for (int dy = 0; dy < P; ++dy)
+#pragma unroll
+            for (int c = 0; c < XW; ++c) x[dy][c] = AccT(src[((kh + dy) * W + c) * CI + ci]);
+#pragma unroll
+        for (int kw = 0; kw < K; ++kw) {
+            WT wv[CG];
+            load_shared<CG, WV>(wv, wg + ((kh * K + kw) * CI + ci) * CO);
+#pragma unroll
+            for (int dy = 0; dy < P; ++dy)
+#pragma unroll
+                for (int dx = 0; dx < P; ++dx)
+#pragma unroll
+                    for (int c = 0; c < CG; ++c)
+                        acc[dy * P + dx][c] = fma_acc(x[dy][dx + kw], AccT(wv[c]), acc[dy * P + dx][c]);
+        }
+    }
+}
+
 // Convolution + bias + ReLU + max-pool.  Work item = (image, pooled position, channel group of
 // CG); images vary fastest, so a warp's lanes share the channel group and its kernel loads are
 // broadcasts.  A thread keeps the pool*pool conv outputs of its CG channels in registers.
@@ -253,10 +281,10 @@ __device__ __forceinline__ void conv_stage(const InT* __restrict__ in, ActT* __r
                                            const WT* __restrict__ b, const FixedCast& fc, int rank) {
     using acc_t = typename M::acc_t;
     using act_t = ActT;
-    constexpr int K = L::kernel, P = L::pool, PH = L::out_h, PW = L::out_w;
+    constexpr int P = L::pool, PH = L::out_h, PW = L::out_w;
     constexpr int CI = L::in_c, CO = L::out_c, W = L::in_w;
     static_assert(CO % CG == 0, "channel group must divide the channels");
-    constexpr int G = CO / CG, kItems = IPT * PH * PW * G, XW = P + K - 1;
+    constexpr int G = CO / CG, kItems = IPT * PH * PW * G;
     constexpr int WV = pick_vec<WT>(CG, CO);
 
     for (int item = rank; item < kItems; item += TEAM) {
@@ -277,26 +305,7 @@ __device__ __forceinline__ void conv_stage(const InT* __restrict__ in, ActT* __r
         const WT* wg = w + g * CG;
 #pragma unroll 1
         for (int ci = 0; ci < CI; ++ci) {
-#pragma unroll
-            for (int kh = 0; kh < K; ++kh) {
-                acc_t x[P][XW];
-#pragma unroll
-                for (int dy = 0; dy < P; ++dy)
-#pragma unroll
-                    for (int c = 0; c < XW; ++c) x[dy][c] = acc_t(src[((kh + dy) * W + c) * CI + ci]);
-#pragma unroll
-                for (int kw = 0; kw < K; ++kw) {
-                    WT wv[CG];
-                    load_shared<CG, WV>(wv, wg + ((kh * K + kw) * CI + ci) * CO);
-#pragma unroll
-                    for (int dy = 0; dy < P; ++dy)
-#pragma unroll
-                        for (int dx = 0; dx < P; ++dx)
-#pragma unroll
-                            for (int c = 0; c < CG; ++c)
-                                acc[dy * P + dx][c] = fma_acc(x[dy][dx + kw], acc_t(wv[c]), acc[dy * P + dx][c]);
-                }
-            }
+            accumulate_channel<L, CG, WV>(acc, src, wg, ci);
         }
 
         act_t* dst = out + m * OUT_STRIDE + (py * PW + px) * CO + g * CG;
@@ -319,8 +328,8 @@ __device__ __forceinline__ void conv_split_stage(const InT* __restrict__ in, Act
                                                  typename M::acc_t* __restrict__ scratch, const FixedCast& fc,
                                                  int rank) {
     using acc_t = typename M::acc_t;
-    constexpr int K = L::kernel, P = L::pool, PH = L::out_h, PW = L::out_w, NPOS = PH * PW;
-    constexpr int CI = L::in_c, CO = L::out_c, W = L::in_w, XW = P + K - 1;
+    constexpr int P = L::pool, PH = L::out_h, PW = L::out_w, NPOS = PH * PW;
+    constexpr int CI = L::in_c, CO = L::out_c, W = L::in_w;
     static_assert(CO % CG == 0 && CI % CSPLIT == 0, "groups must divide the channels");
     constexpr int G = CO / CG, CPS = CI / CSPLIT, kItems = NPOS * G * CSPLIT;
     constexpr int WV = pick_vec<WT>(CG, CO);
@@ -339,26 +348,7 @@ __device__ __forceinline__ void conv_split_stage(const InT* __restrict__ in, Act
 #pragma unroll 1
         for (int cj = 0; cj < CPS; ++cj) {
             const int ci = cs * CPS + cj;
-#pragma unroll
-            for (int kh = 0; kh < K; ++kh) {
-                acc_t x[P][XW];
-#pragma unroll
-                for (int dy = 0; dy < P; ++dy)
-#pragma unroll
-                    for (int c = 0; c < XW; ++c) x[dy][c] = acc_t(src[((kh + dy) * W + c) * CI + ci]);
-#pragma unroll
-                for (int kw = 0; kw < K; ++kw) {
-                    WT wv[CG];
-                    load_shared<CG, WV>(wv, w + ((kh * K + kw) * CI + ci) * CO + g * CG);
-#pragma unroll
-                    for (int dy = 0; dy < P; ++dy)
-#pragma unroll
-                        for (int dx = 0; dx < P; ++dx)
-#pragma unroll
-                            for (int c = 0; c < CG; ++c)
-                                acc[dy * P + dx][c] = fma_acc(x[dy][dx + kw], acc_t(wv[c]), acc[dy * P + dx][c]);
-                }
-            }
+            accumulate_channel<L, CG, WV>(acc, src, w + g * CG, ci);
         }
 #pragma unroll
         for (int c = 0; c < CG; ++c)
