@@ -60,18 +60,34 @@ def test_cdef_matches_header():
     assert gpu.check_header() == []
 
 
-def test_cdef_check_catches_a_difference(tmp_path):
-    text = gpu.HEADER.read_text().replace("int64_t n,\n                          int32_t *classes", "int32_t n,\n int32_t *classes", 1)
-    assert text != gpu.HEADER.read_text()
-    changed = tmp_path / "lenet5_gpu.h"
-    changed.write_text(text)
-    assert gpu.check_header(changed)
-
-
-def test_library_builds_with_nvcc(tmp_path):
+@pytest.fixture(scope="module")
+def built_library(tmp_path_factory):
+    """The library built by nvcc for every architecture, here, once per module (no GPU needed)."""
     if gpu.nvcc_path() is None:
         pytest.skip("nvcc not found")
-    lib = gpu.build(tmp_path, verbose=False, regenerate=False)
+    return gpu.build(tmp_path_factory.mktemp("gpu_build"), verbose=False, regenerate=False)
+
+
+def test_header_check_catches_what_cffi_would_not_take(tmp_path):
+    text = gpu.HEADER.read_text()
+    changed = tmp_path / "lenet5_gpu.h"
+    changed.write_text(text.replace("/* END CDEF */", "#define LENET5_EXTRA 1\n/* END CDEF */", 1))
+    assert "preprocessor lines inside the CDEF section" in gpu.check_header(changed, library=tmp_path / "none.so")[0]
+    changed.write_text(text.replace("/* END CDEF */", "int lenet5_gpu_broken(int x;\n/* END CDEF */", 1))
+    assert "cffi cannot parse" in gpu.check_header(changed, library=tmp_path / "none.so")[0]
+
+
+def test_header_check_catches_a_function_the_library_lacks(tmp_path, built_library):
+    text = gpu.HEADER.read_text()
+    changed = tmp_path / "lenet5_gpu.h"
+    assert gpu.check_header(library=built_library) == []
+    changed.write_text(text.replace("/* END CDEF */", "int lenet5_gpu_not_implemented(void);\n/* END CDEF */", 1))
+    problems = gpu.check_header(changed, library=built_library)
+    assert problems and "declares lenet5_gpu_not_implemented, which" in problems[0]
+
+
+def test_library_builds_with_nvcc(built_library):
+    lib = built_library
     assert lib.is_file()
     # Loadable without a GPU: the network it was built for is readable.
     handle = ctypes.CDLL(str(lib))

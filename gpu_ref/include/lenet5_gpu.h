@@ -25,8 +25,9 @@
  * takes one call at a time (its staging buffers are shared); use one handle per thread.  Calls
  * leave the caller's current CUDA device as they found it.
  *
- * The declarations between the CDEF markers are read by CFFI (lenet5_pynq/gpu.py keeps a copy;
- * `python -m lenet5_pynq.gpu check-header` fails when the two differ): plain C, no macros.
+ * The declarations between the CDEF markers are CFFI's cdef too (lenet5_pynq/gpu.py reads them
+ * from this file): plain C, no macros.  `python -m lenet5_pynq.gpu check-header` fails when cffi
+ * cannot parse them or the built library does not export a function declared here.
  */
 #ifndef LENET5_GPU_H
 #define LENET5_GPU_H
