@@ -56,12 +56,29 @@ def _compiler() -> str:
     raise BuildError("no C compiler found (set $CC or install gcc)")
 
 
+def _cpu_signature() -> str:
+    """The processor the -march=native build is for: a cache shared between machines (an NFS
+    home) must not hand one machine's instructions to another."""
+    import platform
+
+    signature = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("model name", "flags", "Features", "CPU part")):
+                    signature += line
+    except OSError:
+        pass
+    return signature
+
+
 def build(source: str, defines: dict[str, str]) -> Path:
     """Compile HERE/source into a cached shared library and return its path."""
     cc = _compiler()
     src = HERE / source
     key = hashlib.sha256()
-    for part in (src.read_bytes(), (HERE / source.replace(".c", ".h")).read_bytes(), repr(sorted(defines.items())).encode(), cc.encode()):
+    header = (HERE / source.replace(".c", ".h")).read_bytes()
+    for part in (src.read_bytes(), header, repr(sorted(defines.items())).encode(), cc.encode(), _cpu_signature().encode()):
         key.update(part)
     out = cache_dir() / f"{src.stem}-{key.hexdigest()[:16]}.so"
     if out.is_file():
