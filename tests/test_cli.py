@@ -125,3 +125,16 @@ def test_hls4ml_peer_classifies_like_the_float_network(mnist_test):
     with load_backend("hls4ml-csim") as peer:
         same = (peer.predict(images).classes == load_backend("cpu-float").predict(images).classes).mean()
     assert same >= 0.95  # its ap_fixed<16,6> everywhere costs about a point of accuracy
+
+
+def test_float_backend_without_a_compiler(monkeypatch, mnist_test):
+    from lenet5_pynq import native
+
+    monkeypatch.setattr(native.shutil, "which", lambda name: None)
+    monkeypatch.delenv("CC", raising=False)
+    fallback = FloatBackend()
+    assert fallback.engine == "numpy"
+    images = mnist_test[0][:50]
+    assert np.array_equal(fallback.predict(images).classes, FloatBackend(engine="numpy").predict(images).classes)
+    with pytest.raises(backends.BackendUnavailable, match="no C compiler found"):
+        FloatBackend(engine="c")
