@@ -25,7 +25,19 @@ def _check_exact(layers: list[QuantizedLayer]) -> None:
             raise ValueError(f"{q.name}: accumulator {q.formats.accum.ctype()} is wider than float64 holds exactly")
 
 
-def _pool(x: np.ndarray, p: int) -> np.ndarray:
+def conv_matrix(kernel: np.ndarray) -> np.ndarray:
+    """A Keras conv kernel (kh, kw, cin, cout) as the matrix `conv` multiplies: rows (cin, kh, kw)."""
+    return kernel.transpose(2, 0, 1, 3).reshape(-1, kernel.shape[-1])
+
+
+def conv(x: np.ndarray, matrix: np.ndarray, k: int) -> np.ndarray:
+    """Valid k x k convolution of channels-last x (n, h, w, cin) as one im2col matrix product."""
+    windows = sliding_window_view(x, (k, k), axis=(1, 2))  # n, oh, ow, cin, kh, kw
+    n, oh, ow = windows.shape[:3]
+    return (windows.reshape(n * oh * ow, -1) @ matrix).reshape(n, oh, ow, matrix.shape[1])
+
+
+def max_pool(x: np.ndarray, p: int) -> np.ndarray:
     n, h, w, c = x.shape
     return x.reshape(n, h // p, p, w // p, p, c).max(axis=(2, 4))
 
@@ -43,13 +55,8 @@ def _forward(images: np.ndarray, layers: list[QuantizedLayer]) -> np.ndarray:
         kernel = q.kernel.astype(np.float64)
         bias = q.aligned_bias.astype(np.float64)
         if isinstance(layer, network.Conv):
-            k = layer.kernel
-            windows = sliding_window_view(x, (k, k), axis=(1, 2))  # n, oh, ow, cin, kh, kw
-            n, oh, ow = windows.shape[:3]
-            cols = windows.reshape(n * oh * ow, -1)
-            w = kernel.transpose(2, 0, 1, 3).reshape(-1, layer.filters)  # (cin, kh, kw) rows
-            acc = (cols @ w + bias).reshape(n, oh, ow, layer.filters)
-            x = _pool(_finish(acc, q, layer.relu), layer.pool).astype(np.float64)
+            acc = conv(x, conv_matrix(kernel), layer.kernel) + bias
+            x = max_pool(_finish(acc, q, layer.relu), layer.pool).astype(np.float64)
         else:
             x = x.reshape(len(x), -1)  # channels-last flattening, as Keras does
             out = _finish(x @ kernel + bias, q, layer.relu)

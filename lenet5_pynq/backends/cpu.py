@@ -4,7 +4,6 @@ computes it, in numpy."""
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import fixedspec, golden, network, weights
 from .base import Backend, BackendUnavailable, Prediction, check_images
@@ -34,7 +33,7 @@ class NumpyFloatModel:
             layer = shape.layer
             kernel = params[f"{layer.name}/kernel"]
             if isinstance(layer, network.Conv):
-                kernel = kernel.transpose(2, 0, 1, 3).reshape(-1, layer.filters)  # rows (cin, kh, kw)
+                kernel = golden.conv_matrix(kernel)
             self._layers.append((layer, np.ascontiguousarray(kernel), params[f"{layer.name}/bias"]))
         self._input_scale = np.float32(2.0**-network.PIXEL_FRAC_BITS)
 
@@ -43,13 +42,8 @@ class NumpyFloatModel:
         x = images[..., None].astype(np.float32) * self._input_scale
         for layer, kernel, bias in self._layers:
             if isinstance(layer, network.Conv):
-                k, p = layer.kernel, layer.pool
-                windows = sliding_window_view(x, (k, k), axis=(1, 2))
-                n, oh, ow = windows.shape[:3]
-                y = windows.reshape(n * oh * ow, -1) @ kernel
                 # Pool before bias and ReLU: both are monotone and the bias is per channel.
-                y = y.reshape(n, oh // p, p, ow // p, p, layer.filters).max(axis=(2, 4))
-                x = np.maximum(y + bias, 0)
+                x = np.maximum(golden.max_pool(golden.conv(x, kernel, layer.kernel), layer.pool) + bias, 0)
             else:
                 x = x.reshape(len(x), -1) @ kernel + bias
                 if layer.relu:
