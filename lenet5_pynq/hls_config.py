@@ -24,22 +24,40 @@ LIBRARY = "hls"
 VERSION = "1.0"
 VLNV = f"{VENDOR}:{LIBRARY}:{TOP}:{VERSION}"
 
-# Targets of hls_src/build_prj.tcl (part, clock period in ns).  The budget is checked against
-# the first one.
-PARTS = {
-    "pynq-z2": "xc7z020clg400-1",
-    "zcu104": "xczu7ev-ffvc1156-2-e",
-    "kv260": "xck26-sfvc784-2LV-c",
-    "kcu-compare": "xcku095-ffvb2104-1-c",  # synthesis only: the original Kintex result
-}
-CLOCK_MHZ = 100
-BUDGET_PART = "xc7z020clg400-1"
-PART_LIMITS = {"xc7z020clg400-1": {"dsp": 220, "bram36": 140}}
-CYCLE_LIMITS = {"ii": 2000, "latency": 2000}
+@dataclass(frozen=True)
+class Part:
+    """A target device and the resources the budget checks (the vendor's product tables:
+    DS190 for Zynq-7000, DS891 for Zynq UltraScale+ and the K26 SOM's DS987, DS890 for Kintex
+    UltraScale)."""
 
-# Pixels per element of the stream that feeds conv1 (a 64-bit beat carries 8): the line buffer
-# fills 4 pixels a cycle, so conv1's window sweep, not its input, sets its pace.
-INPUT_PIXELS_PER_ELEMENT = 4
+    part: str
+    family: str  # yosys synth_xilinx -family
+    dsp: int
+    lut: int
+    ff: int
+    bram36: int
+    build: str = "ip"  # "ip": csim, csynth, cosim, export; "synth": synthesis only
+
+
+# Targets of hls_src/build_prj.tcl by board name; `python -m lenet5_pynq.export hls` writes
+# this table into hls_src/generated/ for the tcl.  The budget is checked against every part.
+PARTS: dict[str, Part] = {
+    "pynq-z2": Part("xc7z020clg400-1", "xc7", dsp=220, lut=53_200, ff=106_400, bram36=140),
+    "zcu104": Part("xczu7ev-ffvc1156-2-e", "xcup", dsp=1_728, lut=230_400, ff=460_800, bram36=312),
+    "kv260": Part("xck26-sfvc784-2LV-c", "xcup", dsp=1_248, lut=117_120, ff=234_240, bram36=144),
+    # synthesis only: the part of the original Kintex result
+    "kcu-compare": Part("xcku095-ffvb2104-1-c", "xcu", dsp=768, lut=537_600, ff=1_075_200, bram36=1_680, build="synth"),
+}
+DEFAULT_BOARD = "pynq-z2"
+CLOCK_MHZ = 100
+# Fractions of a part the design may use: the last steps (Vivado's placement and routing at
+# CLOCK_MHZ) are unseen here, so the margins stay wide.
+MARGINS = {"dsp": 0.90, "lut": 0.65, "bram36": 0.80}
+CYCLE_LIMITS = {"ii": 2000, "latency": 4000}
+
+# Pixels per element of the stream that feeds conv1: the line buffer takes one pixel a cycle,
+# 784 cycles an image, well inside conv1's 1,728.
+INPUT_PIXELS_PER_ELEMENT = 1
 
 
 @dataclass(frozen=True)
@@ -50,20 +68,22 @@ class Parallelism:
 
 
 PARALLELISM: dict[str, Parallelism] = {
-    # 8-bit unsigned pixels times 16-bit weights: cheap LUT multipliers, one full window a cycle.
-    "conv1": Parallelism(pe=6, simd=25, fabric=True),
-    # The big one: 153,600 MACs at 160 a cycle, 15 cycles a window.
-    "conv2": Parallelism(pe=16, simd=10, fabric=False),
-    # Keeps pace with conv2's pooled pixels (40 cycles for each 16-channel pixel).
-    "fc1": Parallelism(pe=12, simd=4, fabric=False),
-    # Serial after fc1: LUT multipliers keep the DSPs for conv2 and fc1.
-    "fc2": Parallelism(pe=7, simd=4, fabric=True),
-    "fc3": Parallelism(pe=2, simd=7, fabric=True),
+    # Every product on a DSP48 slice (191 of the xc7z020's 220).  conv1 sets the interval:
+    # 576 windows x 3 neuron folds = 1,728 cycles an image.
+    "conv1": Parallelism(pe=2, simd=25, fabric=False),
+    # 64 windows x 25 synapse folds = 1,600 cycles: keeps up with conv1 over a whole image.
+    "conv2": Parallelism(pe=16, simd=6, fabric=False),
+    # 256 inputs / 2 x 10 neuron folds = 1,280 cycles, overlapping conv2's output.
+    "fc1": Parallelism(pe=12, simd=2, fabric=False),
+    # 120 / 2 x 12 = 720 and 84 / 7 x 10 = 120 cycles: serial after fc1, on the latency path.
+    "fc2": Parallelism(pe=7, simd=2, fabric=False),
+    "fc3": Parallelism(pe=1, simd=7, fabric=False),
 }
 
-# Depth of the FIFO between two stages (elements); deep enough for fc1 to absorb conv2's burst of
-# pooled pixels along an odd conv row.
-FIFO_DEPTH = {"default": 2, "conv2_out": 8}
+# Depth of each FIFO between two stages (elements), by stream name in hls_src/lenet5.cpp;
+# chosen with the cycle simulation (python -m lenet5_pynq.budget): conv1_out holds the pooled
+# pixels that conv2 (1,600 cycles over 8 of conv1's 12 pooled rows) falls behind by.
+FIFO_DEPTH = {"default": 2, "conv1_out": 64, "conv2_out": 8}
 
 
 def in_vec(name: str) -> int:
