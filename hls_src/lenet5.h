@@ -15,7 +15,7 @@
 
 #include "lenet5_types.h"
 
-#if __has_include(<ap_axi_sdata.h>) && !defined(LENET5_MINIMAL_AXIS)
+#ifndef LENET5_MINIMAL_AXIS
 #include <ap_axi_sdata.h>
 typedef ap_axiu<64, 0, 0, 0> axis_word;
 #else

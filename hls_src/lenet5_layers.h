@@ -2,12 +2,19 @@
 // generated structs of lenet5_types.h (C::in_height, C::pe, ...).  Derived sizes are the
 // expressions in the *_dims structs; nothing here types a layer size.
 //
+// Every stage is one loop pipelined at II = 1 inside its image loop (a semi-perfect nest that
+// Vitis HLS flattens, so consecutive images follow each other with no drain).  Running values
+// live in registers: no loop-carried read-modify-write of a memory closer than
+// kMinMemoryDistance iterations, and every sum of products is an adder tree before one add to
+// the running value.  Cycles per image, stage by stage, are what `python -m lenet5_pynq.budget`
+// simulates (lenet5_pynq/cyclesim.py models exactly these loops).
+//
 // Stages, in pipeline order (each one process of the DATAFLOW region in lenet5.cpp):
-//   read_pixels    AXI beats -> elements of C::in_par pixels
-//   conv_windows   line buffer (kernel + 1 rows) -> one (kh, kw, cin) window per conv output
+//   read_pixels    AXI beats -> one pixel per element
+//   conv_windows   K-1 line memories + a K x K register window -> one (kh, kw, cin) window per output
 //   conv_mac       window x kernel (pe x simd MACs a cycle) + bias -> cast -> ReLU -> max-pool
 //   dense          input-major: accumulates while its inputs stream in, then emits pe at a time
-//   write_results  argmax (first of equal maxima) and the 3 result beats of each image
+//   write_results  argmax (first of equal maxima) and the result beats of each image
 #pragma once
 
 #include <hls_stream.h>
@@ -15,6 +22,12 @@
 #include "lenet5.h"
 
 namespace lenet {
+
+// Iterations between a memory write and the first read of the same address that depends on it,
+// at the least, wherever a DEPENDENCE pragma declares the dependence absent: more than the
+// pipeline depth of any stage here (at most 8 cycles, lenet5_pynq/cyclesim.py's estimates), so
+// the read always sees the write.
+constexpr int kMinMemoryDistance = 8;
 
 template <typename T, int N> struct vec {
     T v[N];
@@ -39,6 +52,21 @@ template <> struct multiply<false> {
     }
 };
 
+// Balanced adder tree over x[0..N-1]: ceil(log2 N) adder levels, each sum one bit wider than its
+// operands (ap_fixed's exact addition), so the running value sees a single add per cycle.
+template <int N> struct adder_tree {
+    template <typename T> static auto sum(const T *x) {
+#pragma HLS INLINE
+        return adder_tree<N / 2>::sum(x) + adder_tree<N - N / 2>::sum(x + N / 2);
+    }
+};
+template <> struct adder_tree<1> {
+    template <typename T> static T sum(const T *x) {
+#pragma HLS INLINE
+        return x[0];
+    }
+};
+
 // The fixed-point value whose raw bits are the memory word w (the word's low T::width bits).
 template <typename T> T from_word(word_t w) {
 #pragma HLS INLINE
@@ -60,6 +88,21 @@ template <typename T> ap_uint<16> raw_word(const T &x) {
     return w;
 }
 
+// One lane's sum of simd products plus its running value (the bias on the first fold).
+template <class C, int Simd, typename In, typename Accum>
+Accum mac_lane(const In *x, const word_t *w, const Accum &running) {
+#pragma HLS INLINE
+    typedef decltype(In() * typename C::kernel_t()) product_t;
+    product_t p[Simd];
+#pragma HLS ARRAY_PARTITION variable = p complete
+products:
+    for (int s = 0; s < Simd; ++s) {
+#pragma HLS UNROLL
+        p[s] = multiply<C::fabric>::run(x[s], from_word<typename C::kernel_t>(w[s]));
+    }
+    return running + adder_tree<Simd>::sum(p);
+}
+
 // ------------------------------------------------------------------------------ convolution
 template <class C> struct conv_dims {
     static constexpr int conv_height = C::in_height - C::kernel + 1;
@@ -69,155 +112,163 @@ template <class C> struct conv_dims {
     static constexpr int taps = C::kernel * C::kernel * C::in_channels;  // Keras (kh, kw, cin) order
     static constexpr int neuron_fold = C::filters / C::pe;               // cycles over output channels
     static constexpr int synapse_fold = taps / C::simd;                  // cycles over the window
-    static constexpr int elem = C::in_par * C::in_channels;              // values per input element
-    static constexpr int row_words = C::in_width / C::in_par;            // input elements per row
-    static constexpr int slots = C::kernel + 1;                          // rows r..r+K-1 read, r+K filled
     static_assert(conv_height % C::pool == 0 && conv_width % C::pool == 0, "pool must tile the conv output");
     static_assert(C::filters % C::pe == 0 && taps % C::simd == 0, "folds must divide evenly");
-    static_assert(C::in_width % C::in_par == 0, "input elements must tile a row");
-    typedef vec<typename C::in_t, elem> in_elem;
+    static_assert(C::in_width >= kMinMemoryDistance, "line memories: a row apart must exceed the pipeline depth");
+    static_assert(conv_width * neuron_fold * synapse_fold >= kMinMemoryDistance, "pool row: a conv row apart must exceed the pipeline depth");
+    typedef vec<typename C::in_t, C::in_channels> pixel;  // one input pixel, all channels
     typedef vec<typename C::in_t, taps> window;
     typedef vec<typename C::out_t, C::filters> out_elem;
     typedef word_t kernel_mem[neuron_fold][synapse_fold][C::pe][C::simd];  // raw C::kernel_t words
     typedef word_t bias_mem[neuron_fold][C::pe];  // raw C::bias_t words
 };
 
-template <class C, class D = conv_dims<C>>
-void ingest_word(hls::stream<typename D::in_elem> &in, typename C::in_t rows[D::slots][D::row_words][D::elem], int &in_row,
-                 int &in_word, int &in_slot) {
-#pragma HLS INLINE
-    typename D::in_elem e = in.read();
-ingest_lanes:
-    for (int k = 0; k < D::elem; ++k) {
-#pragma HLS UNROLL
-        rows[in_slot][in_word][k] = e.v[k];
-    }
-    if (++in_word == D::row_words) {
-        in_word = 0;
-        ++in_row;
-        in_slot = in_slot + 1 == D::slots ? 0 : in_slot + 1;
-    }
-}
-
-// Line buffer -> windows.  Per conv row r: make sure rows r..r+K-1 are in (fill_loop, which
-// waits only at the first row or when the producer is late), then sweep the row: shift the
-// K x K window one column left, bring in column s from the K row slots, and emit from column K-1
-// on.  While sweeping, row r+K streams into the free slot whenever the producer has data.
-// Cycles per image: conv_height * in_width sweep steps, plus the first K rows' fill.
+// Pixels -> windows, one input pixel a cycle (in_height x in_width cycles an image).  Line
+// memory k holds input row y-K+1+k for the columns still to come; each cycle reads the column
+// of K-1 stored pixels once into registers, stores the column shifted up by one row with the new
+// pixel at the bottom, shifts the K x K register window left and emits it from column K-1 of
+// row K-1 on.
 template <class C>
-void conv_windows(hls::stream<typename conv_dims<C>::in_elem> &in, hls::stream<typename conv_dims<C>::window> &out,
+void conv_windows(hls::stream<typename conv_dims<C>::pixel> &in, hls::stream<typename conv_dims<C>::window> &out,
                   ap_uint<32> n) {
     typedef conv_dims<C> D;
-    typename C::in_t rows[D::slots][D::row_words][D::elem];
-#pragma HLS ARRAY_PARTITION variable = rows complete dim = 1
-#pragma HLS ARRAY_PARTITION variable = rows complete dim = 3
-#pragma HLS DEPENDENCE variable = rows inter false
-    typename C::in_t win[C::kernel][C::kernel][C::in_channels];
+    typedef typename D::pixel pixel;
+    constexpr int K = C::kernel;
+    pixel lines[K - 1][C::in_width];
+#pragma HLS ARRAY_PARTITION variable = lines complete dim = 1
+    // lines[k][x] is written at column x of a row and read at column x of the next one:
+    // in_width (>= kMinMemoryDistance) iterations apart.
+#pragma HLS DEPENDENCE variable = lines inter false
+    pixel win[K][K];
 #pragma HLS ARRAY_PARTITION variable = win complete dim = 0
 
 image_loop:
     for (ap_uint<32> img = 0; img < n; ++img) {
-        int in_row = 0, in_word = 0, in_slot = 0;
-        int top_slot = 0;  // slot holding input row r
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1
     row_loop:
-        for (int r = 0; r < D::conv_height; ++r) {
-        fill_loop:
-            for (int i = 0; i < C::kernel * D::row_words; ++i) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = C::kernel * D::row_words
-                if (in_row >= r + C::kernel) break;
-                ingest_word<C>(in, rows, in_row, in_word, in_slot);
-            }
-        sweep_loop:
-            for (int s = 0; s < C::in_width; ++s) {
-#pragma HLS PIPELINE II = 1
-                if (in_row == r + C::kernel && in_row < C::in_height && !in.empty())
-                    ingest_word<C>(in, rows, in_row, in_word, in_slot);
-            shift_rows:
-                for (int kh = 0; kh < C::kernel; ++kh) {
+        for (int y = 0; y < C::in_height; ++y) {
+        col_loop:
+            for (int x = 0; x < C::in_width; ++x) {
+#pragma HLS PIPELINE II = 1  // target II 1: one pixel in, at most one window out
+                pixel column[K];
+#pragma HLS ARRAY_PARTITION variable = column complete dim = 0
+            read_column:
+                for (int k = 0; k < K - 1; ++k) {
 #pragma HLS UNROLL
-                    int slot = top_slot + kh >= D::slots ? top_slot + kh - D::slots : top_slot + kh;
-                shift_cols:
-                    for (int kw = 0; kw < C::kernel - 1; ++kw) {
-#pragma HLS UNROLL
-                        for (int c = 0; c < C::in_channels; ++c) win[kh][kw][c] = win[kh][kw + 1][c];
-                    }
-                new_col:
-                    for (int c = 0; c < C::in_channels; ++c) {
-#pragma HLS UNROLL
-                        win[kh][C::kernel - 1][c] = rows[slot][s / C::in_par][(s % C::in_par) * C::in_channels + c];
-                    }
+                    column[k] = lines[k][x];
                 }
-                if (s >= C::kernel - 1) {
+                column[K - 1] = in.read();
+            store_column:
+                for (int k = 0; k < K - 1; ++k) {
+#pragma HLS UNROLL
+                    lines[k][x] = column[k + 1];
+                }
+            shift_window:
+                for (int kh = 0; kh < K; ++kh) {
+#pragma HLS UNROLL
+                    for (int kw = 0; kw < K - 1; ++kw) win[kh][kw] = win[kh][kw + 1];
+                    win[kh][K - 1] = column[kh];
+                }
+                if (y >= K - 1 && x >= K - 1) {
                     typename D::window w;
                 emit_taps:
-                    for (int kh = 0; kh < C::kernel; ++kh)
-                        for (int kw = 0; kw < C::kernel; ++kw)
-                            for (int c = 0; c < C::in_channels; ++c)
-                                w.v[(kh * C::kernel + kw) * C::in_channels + c] = win[kh][kw][c];
+                    for (int kh = 0; kh < K; ++kh)
+                        for (int kw = 0; kw < K; ++kw)
+                            for (int c = 0; c < C::in_channels; ++c) w.v[(kh * K + kw) * C::in_channels + c] = win[kh][kw].v[c];
                     out.write(w);
                 }
             }
-            top_slot = top_slot + 1 == D::slots ? 0 : top_slot + 1;
         }
     }
 }
 
 // Windows -> pooled pixels.  Each window takes neuron_fold x synapse_fold cycles of pe x simd
-// MACs; the accumulator starts at the bias (exact: the accumulator format holds every sum), is
-// cast to the output format (its rounding and saturation), ReLU'd, and max-pooled in a buffer of
-// one pooled row.  A pooled pixel (all filters) leaves after the last window of its pool tile.
+// MACs; the running value starts at the bias (exact: the accumulator format holds every sum), is
+// cast to the output format (its rounding and saturation), ReLU'd and max-pooled: across a pool
+// tile's columns in registers (a rotating register per neuron fold), across its rows in one
+// pooled row of memory written in the tile's first row and read in its later rows (a conv row
+// apart).  A pooled pixel (all filters) leaves after the last window of its pool tile.
 template <class C>
 void conv_mac(hls::stream<typename conv_dims<C>::window> &in, hls::stream<typename conv_dims<C>::out_elem> &out,
               const typename conv_dims<C>::kernel_mem &weights, const typename conv_dims<C>::bias_mem &bias, ap_uint<32> n) {
     typedef conv_dims<C> D;
     typedef typename C::accum_t accum_t;
     typedef typename C::out_t out_t;
-    typename C::out_t pool_row[D::out_width][C::filters];
-#pragma HLS ARRAY_PARTITION variable = pool_row complete dim = 2
+    constexpr int NF = D::neuron_fold;
+    // pe x simd weight banks and pe bias banks, each read once a cycle.  The memories are the
+    // globals of lenet5_weights.h: the partition applies to them (as hls4ml partitions its
+    // weight arguments), and load_weights writes the same banks.
+#pragma HLS ARRAY_PARTITION variable = weights complete dim = 3
+#pragma HLS ARRAY_PARTITION variable = weights complete dim = 4
+#pragma HLS ARRAY_PARTITION variable = bias complete dim = 2
+    out_t pool_row[D::out_width][NF][C::pe];
+#pragma HLS ARRAY_PARTITION variable = pool_row complete dim = 3
+    // pool_row[x / pool] is written in one conv row and read in the next (see the static_assert).
+#pragma HLS DEPENDENCE variable = pool_row inter false
     accum_t acc[C::pe];
 #pragma HLS ARRAY_PARTITION variable = acc complete
+    out_t col_max[NF][C::pe];  // col_max[0]: this neuron fold's maximum over the tile's columns so far
+#pragma HLS ARRAY_PARTITION variable = col_max complete dim = 0
+    out_t pooled[C::filters];
+#pragma HLS ARRAY_PARTITION variable = pooled complete
     typename D::window win;
 #pragma HLS ARRAY_PARTITION variable = win.v complete
 
 image_loop:
     for (ap_uint<32> img = 0; img < n; ++img) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1
     row_loop:
         for (int r = 0; r < D::conv_height; ++r) {
         col_loop:
             for (int x = 0; x < D::conv_width; ++x) {
             neuron_loop:
-                for (int nf = 0; nf < D::neuron_fold; ++nf) {
+                for (int nf = 0; nf < NF; ++nf) {
                 synapse_loop:
                     for (int sf = 0; sf < D::synapse_fold; ++sf) {
-#pragma HLS PIPELINE II = 1
+#pragma HLS PIPELINE II = 1  // target II 1: pe x simd products, one add per lane to acc
                         if (nf == 0 && sf == 0) win = in.read();
+                        accum_t sum[C::pe];
+#pragma HLS ARRAY_PARTITION variable = sum complete
                     pe_loop:
                         for (int pe = 0; pe < C::pe; ++pe) {
 #pragma HLS UNROLL
-                            accum_t a = sf == 0 ? accum_t(from_word<typename C::bias_t>(bias[nf][pe])) : acc[pe];
-                        simd_loop:
-                            for (int s = 0; s < C::simd; ++s) {
-#pragma HLS UNROLL
-                                a += multiply<C::fabric>::run(win.v[sf * C::simd + s], from_word<typename C::kernel_t>(weights[nf][sf][pe][s]));
-                            }
-                            acc[pe] = a;
+                            const accum_t running = sf == 0 ? accum_t(from_word<typename C::bias_t>(bias[nf][pe])) : acc[pe];
+                            sum[pe] = mac_lane<C, C::simd>(&win.v[sf * C::simd], weights[nf][sf][pe], running);
+                            acc[pe] = sum[pe];
                         }
                         if (sf == D::synapse_fold - 1) {
-                            const bool first = r % C::pool == 0 && x % C::pool == 0;
+                            const bool first_col = x % C::pool == 0, last_col = x % C::pool == C::pool - 1;
+                            const bool first_row = r % C::pool == 0, last_row = r % C::pool == C::pool - 1;
+                            out_t tile[C::pe];
+#pragma HLS ARRAY_PARTITION variable = tile complete
                         pool_loop:
                             for (int pe = 0; pe < C::pe; ++pe) {
 #pragma HLS UNROLL
-                                out_t y = acc[pe];
+                                out_t y = sum[pe];
                                 if (C::relu && y < 0) y = 0;
-                                out_t &m = pool_row[x / C::pool][nf * C::pe + pe];
-                                if (first || y > m) m = y;
+                                out_t m = first_col || y > col_max[0][pe] ? y : col_max[0][pe];
+                                if (last_col) {
+                                    out_t above = pool_row[x / C::pool][nf][pe];
+                                    if (!first_row && above > m) m = above;
+                                    if (!last_row) pool_row[x / C::pool][nf][pe] = m;
+                                }
+                                tile[pe] = m;
                             }
-                            if (nf == D::neuron_fold - 1 && r % C::pool == C::pool - 1 && x % C::pool == C::pool - 1) {
-                                typename D::out_elem o;
-                            emit_channels:
-                                for (int c = 0; c < C::filters; ++c) o.v[c] = pool_row[x / C::pool][c];
-                                out.write(o);
+                        rotate_folds:
+                            for (int k = 0; k + 1 < NF; ++k) {
+#pragma HLS UNROLL
+                                for (int pe = 0; pe < C::pe; ++pe) col_max[k][pe] = col_max[k + 1][pe];
+                            }
+                            for (int pe = 0; pe < C::pe; ++pe) col_max[NF - 1][pe] = tile[pe];
+                            if (last_col && last_row) {
+                            gather_channels:
+                                for (int c = 0; c + C::pe < C::filters; ++c) pooled[c] = pooled[c + C::pe];
+                                for (int pe = 0; pe < C::pe; ++pe) pooled[C::filters - C::pe + pe] = tile[pe];
+                                if (nf == NF - 1) {
+                                    typename D::out_elem o;
+                                    for (int c = 0; c < C::filters; ++c) o.v[c] = pooled[c];
+                                    out.write(o);
+                                }
                             }
                         }
                     }
@@ -233,84 +284,100 @@ template <class C> struct dense_dims {
     static constexpr int groups = C::in_vec / C::simd;         // simd-wide slices of an element
     static constexpr int synapse_fold = C::in_size / C::simd;
     static constexpr int neuron_fold = C::units / C::pe;       // cycles per input slice
+    static constexpr int accumulate_steps = synapse_fold * neuron_fold;
+    static constexpr int steps = accumulate_steps + neuron_fold;  // then neuron_fold emit steps
     static_assert(C::in_size % C::in_vec == 0 && C::in_vec % C::simd == 0, "inputs must fold evenly");
     static_assert(C::units % C::pe == 0, "outputs must fold evenly");
     typedef vec<typename C::in_t, C::in_vec> in_elem;
     typedef vec<typename C::out_t, C::pe> out_elem;
-    typedef word_t kernel_mem[synapse_fold][neuron_fold][C::simd][C::pe];  // raw C::kernel_t words
+    typedef word_t kernel_mem[synapse_fold][neuron_fold][C::pe][C::simd];  // raw C::kernel_t words
     typedef word_t bias_mem[neuron_fold][C::pe];  // raw C::bias_t words
 };
 
 // Input-major: every simd-wide slice of the input updates all units, pe a cycle, so the layer
 // overlaps its producer and its last output is ready neuron_fold cycles after its last input.
-// Cycles per image: in_size / simd * units / pe to accumulate, units / pe to emit.
+// The running values rotate through a register file of neuron_fold x pe entries: each step
+// takes the head (the neuron fold it updates) and puts the new value at the tail, so a value is
+// read in the step after it was written, whatever neuron_fold is.  One pipelined loop of
+// synapse_fold x neuron_fold accumulate steps and neuron_fold emit steps an image.
 template <class C>
 void dense(hls::stream<typename dense_dims<C>::in_elem> &in, hls::stream<typename dense_dims<C>::out_elem> &out,
            const typename dense_dims<C>::kernel_mem &weights, const typename dense_dims<C>::bias_mem &bias, ap_uint<32> n) {
     typedef dense_dims<C> D;
     typedef typename C::accum_t accum_t;
-    accum_t acc[D::neuron_fold][C::pe];
-#pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
+    constexpr int NF = D::neuron_fold;
+    // pe x simd weight banks and pe bias banks, each read once a cycle (see conv_mac).
+#pragma HLS ARRAY_PARTITION variable = weights complete dim = 3
+#pragma HLS ARRAY_PARTITION variable = weights complete dim = 4
+#pragma HLS ARRAY_PARTITION variable = bias complete dim = 2
+    accum_t acc[NF][C::pe];
+#pragma HLS ARRAY_PARTITION variable = acc complete dim = 0
     typename D::in_elem x;
 #pragma HLS ARRAY_PARTITION variable = x.v complete
 
+    int sf = 0, g = 0, nf = 0;  // input slice, its group within the element, neuron fold
+
 image_loop:
     for (ap_uint<32> img = 0; img < n; ++img) {
-    vector_loop:
-        for (int v = 0; v < D::in_vectors; ++v) {
-        group_loop:
-            for (int g = 0; g < D::groups; ++g) {
-            neuron_loop:
-                for (int nf = 0; nf < D::neuron_fold; ++nf) {
-#pragma HLS PIPELINE II = 1
-                    if (g == 0 && nf == 0) x = in.read();
-                    const bool first = v == 0 && g == 0;
-                pe_loop:
-                    for (int pe = 0; pe < C::pe; ++pe) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1
+    step_loop:
+        for (int t = 0; t < D::steps; ++t) {
+#pragma HLS PIPELINE II = 1  // target II 1: pe x simd products, one add per lane to the head value
+            accum_t head[C::pe];
+#pragma HLS ARRAY_PARTITION variable = head complete
+            for (int pe = 0; pe < C::pe; ++pe) head[pe] = acc[0][pe];
+        rotate:
+            for (int k = 0; k + 1 < NF; ++k) {
 #pragma HLS UNROLL
-                        accum_t a = first ? accum_t(from_word<typename C::bias_t>(bias[nf][pe])) : acc[nf][pe];
-                    simd_loop:
-                        for (int s = 0; s < C::simd; ++s) {
+                for (int pe = 0; pe < C::pe; ++pe) acc[k][pe] = acc[k + 1][pe];
+            }
+            if (t < D::accumulate_steps) {
+                if (g == 0 && nf == 0) x = in.read();
+            pe_loop:
+                for (int pe = 0; pe < C::pe; ++pe) {
 #pragma HLS UNROLL
-                            a += multiply<C::fabric>::run(x.v[g * C::simd + s], from_word<typename C::kernel_t>(weights[v * D::groups + g][nf][s][pe]));
-                        }
-                        acc[nf][pe] = a;
-                    }
+                    const accum_t running = sf == 0 ? accum_t(from_word<typename C::bias_t>(bias[nf][pe])) : head[pe];
+                    acc[NF - 1][pe] = mac_lane<C, C::simd>(&x.v[g * C::simd], weights[sf][nf][pe], running);
                 }
+                if (++nf == NF) {
+                    nf = 0;
+                    sf = sf + 1 == D::synapse_fold ? 0 : sf + 1;
+                    g = g + 1 == D::groups ? 0 : g + 1;
+                }
+            } else {
+                typename D::out_elem o;
+            emit_units:
+                for (int pe = 0; pe < C::pe; ++pe) {
+#pragma HLS UNROLL
+                    typename C::out_t y = head[pe];
+                    if (C::relu && y < 0) y = 0;
+                    o.v[pe] = y;
+                    acc[NF - 1][pe] = head[pe];
+                }
+                out.write(o);
             }
-        }
-    emit_loop:
-        for (int nf = 0; nf < D::neuron_fold; ++nf) {
-#pragma HLS PIPELINE II = 1
-            typename D::out_elem o;
-            for (int pe = 0; pe < C::pe; ++pe) {
-                typename C::out_t y = acc[nf][pe];
-                if (C::relu && y < 0) y = 0;
-                o.v[pe] = y;
-            }
-            out.write(o);
         }
     }
 }
 
 // ------------------------------------------------------------------------------ stream ends
-// AXI beats -> elements of C::in_par pixels (the pixel byte is the input_t value itself).
-template <class C> void read_pixels(hls::stream<axis_word> &in, hls::stream<typename conv_dims<C>::in_elem> &out, ap_uint<32> n) {
-    static constexpr int per_beat = kPixelsPerBeat / C::in_par;
-    static_assert(C::in_channels == 1 && kPixelsPerBeat % C::in_par == 0, "whole elements per beat");
+// AXI beats -> one pixel per element (the pixel byte is the input_t value itself).
+template <class C> void read_pixels(hls::stream<axis_word> &in, hls::stream<typename conv_dims<C>::pixel> &out, ap_uint<32> n) {
+    static_assert(C::in_channels == 1, "one byte per pixel");
     static_assert(kInBeatsPerImage * kPixelsPerBeat == C::in_height * C::in_width, "whole beats per image");
     static_assert(C::in_t::width == 8, "pixels are bytes");
     ap_uint<64> beat = 0;
 image_loop:
     for (ap_uint<32> img = 0; img < n; ++img) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1
     beat_loop:
         for (int b = 0; b < kInBeatsPerImage; ++b) {
-        part_loop:
-            for (int h = 0; h < per_beat; ++h) {
-#pragma HLS PIPELINE II = 1
-                if (h == 0) beat = in.read().data;
-                typename conv_dims<C>::in_elem e;
-                for (int p = 0; p < C::in_par; ++p) e.v[p].range(7, 0) = beat.range(8 * (h * C::in_par + p) + 7, 8 * (h * C::in_par + p));
+        pixel_loop:
+            for (int p = 0; p < kPixelsPerBeat; ++p) {
+#pragma HLS PIPELINE II = 1  // target II 1: a beat every kPixelsPerBeat cycles
+                if (p == 0) beat = in.read().data;
+                typename conv_dims<C>::pixel e;
+                e.v[0].range(7, 0) = beat.range(8 * p + 7, 8 * p);
                 out.write(e);
             }
         }
@@ -318,10 +385,11 @@ image_loop:
 }
 
 // Logits -> argmax -> kOutBeatsPerImage beats: words 0..9 the raw logits, 10 the class, 11 zero.
-// TLAST on the last beat of the batch only.
+// TLAST on the last beat of the batch only.  One pipelined loop: units / pe reads, then the beats.
 template <class C>
 void write_results(hls::stream<typename dense_dims<C>::out_elem> &in, hls::stream<axis_word> &out, ap_uint<32> n) {
     static constexpr int words = kOutBeatsPerImage * kWordsPerBeat;
+    static constexpr int reads = C::units / C::pe;
     static_assert(C::units == kNumClasses && C::units + 1 <= words, "logits and class fit the result beats");
     typename C::out_t logits[C::units];
 #pragma HLS ARRAY_PARTITION variable = logits complete
@@ -329,32 +397,37 @@ void write_results(hls::stream<typename dense_dims<C>::out_elem> &in, hls::strea
 #pragma HLS ARRAY_PARTITION variable = packed complete
 image_loop:
     for (ap_uint<32> img = 0; img < n; ++img) {
-    collect_loop:
-        for (int k = 0; k < C::units / C::pe; ++k) {
-#pragma HLS PIPELINE II = 1
-            typename dense_dims<C>::out_elem e = in.read();
-            for (int p = 0; p < C::pe; ++p) logits[k * C::pe + p] = e.v[p];
-        }
-        int best = 0;
-    argmax_loop:
-        for (int i = 1; i < C::units; ++i) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1
+    step_loop:
+        for (int t = 0; t < reads + kOutBeatsPerImage; ++t) {
+#pragma HLS PIPELINE II = 1  // target II 1: one element in or one beat out
+            if (t < reads) {
+                typename dense_dims<C>::out_elem e = in.read();
+            shift_logits:
+                for (int i = 0; i + C::pe < C::units; ++i) logits[i] = logits[i + C::pe];
+                for (int p = 0; p < C::pe; ++p) logits[C::units - C::pe + p] = e.v[p];
+            } else {
+                const int b = t - reads;
+                if (b == 0) {
+                    int best = 0;
+                argmax_loop:
+                    for (int i = 1; i < C::units; ++i) {
 #pragma HLS UNROLL
-            if (logits[i] > logits[best]) best = i;  // strict: the first of equal maxima wins
-        }
-    pack_loop:
-        for (int i = 0; i < words; ++i) {
+                        if (logits[i] > logits[best]) best = i;  // strict: the first of equal maxima wins
+                    }
+                pack_loop:
+                    for (int i = 0; i < words; ++i) {
 #pragma HLS UNROLL
-            packed[i] = i < C::units ? raw_word(logits[i < C::units ? i : 0]) : ap_uint<16>(i == C::units ? best : 0);
-        }
-    beat_loop:
-        for (int b = 0; b < kOutBeatsPerImage; ++b) {
-#pragma HLS PIPELINE II = 1
-            axis_word w;
-            for (int k = 0; k < kWordsPerBeat; ++k) w.data.range(16 * k + 15, 16 * k) = packed[b * kWordsPerBeat + k];
-            w.keep = -1;
-            w.strb = -1;
-            w.last = img == n - 1 && b == kOutBeatsPerImage - 1;
-            out.write(w);
+                        packed[i] = i < C::units ? raw_word(logits[i < C::units ? i : 0]) : ap_uint<16>(i == C::units ? best : 0);
+                    }
+                }
+                axis_word w;
+                for (int k = 0; k < kWordsPerBeat; ++k) w.data.range(16 * k + 15, 16 * k) = packed[b * kWordsPerBeat + k];
+                w.keep = -1;
+                w.strb = -1;
+                w.last = img == n - 1 && b == kOutBeatsPerImage - 1;
+                out.write(w);
+            }
         }
     }
 }
@@ -414,7 +487,7 @@ input_loop:
         for (int o = 0; o < C::units; ++o) {
 #pragma HLS PIPELINE II = 1
             word_t w = rd.next(in);
-            if (write) weights[sf][nf][s][pe] = w;
+            if (write) weights[sf][nf][pe][s] = w;
             if (++pe == C::pe) pe = 0, ++nf;
         }
         if (++s == C::simd) s = 0, ++sf;

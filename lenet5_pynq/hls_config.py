@@ -86,6 +86,22 @@ PARALLELISM: dict[str, Parallelism] = {
 FIFO_DEPTH = {"default": 2, "conv1_out": 64, "conv2_out": 8}
 
 
+def streams() -> list[str]:
+    """The FIFOs of the dataflow chain in hls_src/lenet5.cpp, in pipeline order."""
+    names = ["pixels"]
+    for layer in network.LAYERS:
+        if isinstance(layer, network.Conv):
+            names.append(f"{layer.name}_windows")
+        names.append(f"{layer.name}_out")
+    return names
+
+
+def fifo_depth(stream: str) -> int:
+    if stream not in streams():
+        raise KeyError(f"no stream {stream!r}: {streams()}")
+    return FIFO_DEPTH.get(stream, FIFO_DEPTH["default"])
+
+
 def in_vec(name: str) -> int:
     """Values in one element of the stream that enters layer `name`."""
     shapes = {s.layer.name: s for s in network.layer_shapes()}
@@ -114,7 +130,10 @@ def check() -> None:
             if v % p.simd or s.fan_in % v:
                 raise ValueError(f"{s.layer.name}: simd {p.simd} must divide the input vector of {v}, which divides {s.fan_in}")
     first = network.layer_shapes()[0]
-    if network.INPUT_WIDTH % INPUT_PIXELS_PER_ELEMENT or 8 % INPUT_PIXELS_PER_ELEMENT:
-        raise ValueError("INPUT_PIXELS_PER_ELEMENT must divide the row width and the 8 pixels of a beat")
+    if INPUT_PIXELS_PER_ELEMENT != 1:
+        raise ValueError("INPUT_PIXELS_PER_ELEMENT must be 1: the line buffer takes one pixel a cycle")
+    unknown = set(FIFO_DEPTH) - set(streams()) - {"default"}
+    if unknown:
+        raise ValueError(f"FIFO_DEPTH names no stream of the chain: {sorted(unknown)}")
     if not isinstance(first.layer, network.Conv):
         raise ValueError("the accelerator starts with a convolution")

@@ -52,9 +52,15 @@ typedef ap_fixed<16, 0, AP_RND_CONV, AP_SAT> fc3_bias_t;
 typedef ap_fixed<35, 12, AP_TRN, AP_WRAP> fc3_accum_t;
 typedef ap_fixed<16, 8, AP_RND, AP_SAT> fc3_output_t;
 
-// ---- FIFO depths between stages
-constexpr int kFifoDepth_default = 2;
+// ---- FIFO depths between stages (elements), chosen with the cycle simulation
+constexpr int kFifoDepth_pixels = 2;
+constexpr int kFifoDepth_conv1_windows = 2;
+constexpr int kFifoDepth_conv1_out = 64;
+constexpr int kFifoDepth_conv2_windows = 2;
 constexpr int kFifoDepth_conv2_out = 8;
+constexpr int kFifoDepth_fc1_out = 2;
+constexpr int kFifoDepth_fc2_out = 2;
+constexpr int kFifoDepth_fc3_out = 2;
 
 // ---- layer configurations (network.layer_shapes() and hls_config.PARALLELISM);
 // derived sizes are expressions in hls_src/lenet5_layers.h
@@ -70,11 +76,10 @@ struct conv1_config {
     static constexpr int filters = 6;
     static constexpr int kernel = 5;
     static constexpr int pool = 2;
-    static constexpr int in_par = 4;  // input pixels per stream element
     static constexpr bool relu = true;
-    static constexpr int pe = 6;  // output channels in parallel
+    static constexpr int pe = 2;  // output channels in parallel
     static constexpr int simd = 25;  // window taps (kh, kw, cin) multiplied in parallel for each
-    static constexpr bool fabric = true;  // multipliers in LUTs
+    static constexpr bool fabric = false;  // multipliers in DSP48 slices
 };
 
 struct conv2_config {
@@ -89,10 +94,9 @@ struct conv2_config {
     static constexpr int filters = 16;
     static constexpr int kernel = 5;
     static constexpr int pool = 2;
-    static constexpr int in_par = 1;  // input pixels per stream element
     static constexpr bool relu = true;
     static constexpr int pe = 16;  // output channels in parallel
-    static constexpr int simd = 10;  // window taps (kh, kw, cin) multiplied in parallel for each
+    static constexpr int simd = 6;  // window taps (kh, kw, cin) multiplied in parallel for each
     static constexpr bool fabric = false;  // multipliers in DSP48 slices
 };
 
@@ -107,7 +111,7 @@ struct fc1_config {
     static constexpr int in_vec = 16;  // input values per stream element
     static constexpr bool relu = true;
     static constexpr int pe = 12;  // output units in parallel
-    static constexpr int simd = 4;  // inputs multiplied in parallel for each
+    static constexpr int simd = 2;  // inputs multiplied in parallel for each
     static constexpr bool fabric = false;  // multipliers in DSP48 slices
 };
 
@@ -122,8 +126,8 @@ struct fc2_config {
     static constexpr int in_vec = 12;  // input values per stream element
     static constexpr bool relu = true;
     static constexpr int pe = 7;  // output units in parallel
-    static constexpr int simd = 4;  // inputs multiplied in parallel for each
-    static constexpr bool fabric = true;  // multipliers in LUTs
+    static constexpr int simd = 2;  // inputs multiplied in parallel for each
+    static constexpr bool fabric = false;  // multipliers in DSP48 slices
 };
 
 struct fc3_config {
@@ -136,9 +140,9 @@ struct fc3_config {
     static constexpr int units = 10;
     static constexpr int in_vec = 7;  // input values per stream element
     static constexpr bool relu = false;
-    static constexpr int pe = 2;  // output units in parallel
+    static constexpr int pe = 1;  // output units in parallel
     static constexpr int simd = 7;  // inputs multiplied in parallel for each
-    static constexpr bool fabric = true;  // multipliers in LUTs
+    static constexpr bool fabric = false;  // multipliers in DSP48 slices
 };
 
 }  // namespace lenet
