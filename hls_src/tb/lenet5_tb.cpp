@@ -2,13 +2,16 @@
 //
 // Usage: lenet5_tb [DIR [MAX_IMAGES]].  Reads the golden data that
 // `python -m lenet5_pynq.export golden --out DIR` writes (default DIR: build/golden), using at most
-// MAX_IMAGES of them (default all; cosim passes a small number), streams batches through lenet5() as the DMA would, and checks
+// MAX_IMAGES of them (a whole number, 1 or more; default all; build_prj.tcl passes csim_images and
+// cosim_images here; anything else, or a third argument, is an error: exit 2 before any check),
+// streams batches through lenet5() as the DMA would, and checks
 // every logit bit, every class, the beat count and TLAST on the final beat only:
 //   1. batch 0 (no output beat, nothing read), 1 and all images (10,000) with the power-on weights;
 //   2. mode 1 with the alternate weight set (ack beat), then all images against its golden results;
 //   3. a load stream with a bad header (rejected, weights unchanged);
 //   4. mode 1 with the shipped weights again, then a batch against the shipped golden results.
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstdint>
@@ -51,6 +54,19 @@ template <typename T> bool read_file(const std::string &path, std::vector<T> &ou
     size_t got = std::fread(out.data(), sizeof(T), out.size(), f);
     std::fclose(f);
     return got == out.size() && size % sizeof(T) == 0;
+}
+
+// MAX_IMAGES: decimal digits only, 1 or more (strtoul alone would read "abc" as 0 and "-1" as huge).
+bool parse_count(const char *text, size_t *out) {
+    if (text == nullptr || *text == '\0') return false;
+    for (const char *p = text; *p; ++p)
+        if (*p < '0' || *p > '9') return false;
+    errno = 0;
+    char *end = nullptr;
+    const unsigned long long value = std::strtoull(text, &end, 10);
+    if (errno == ERANGE || *end != '\0' || value == 0 || value > static_cast<unsigned long long>(SIZE_MAX)) return false;
+    *out = static_cast<size_t>(value);
+    return true;
 }
 
 struct Beat {
@@ -148,6 +164,15 @@ void load(const char *what, const std::vector<uint64_t> &stream, bool expect_ok)
 }  // namespace
 
 int main(int argc, char **argv) {
+    if (argc > 3) {
+        std::printf("FAIL: usage: lenet5_tb [DIR [MAX_IMAGES]]; %d arguments given, the third is '%s'\n", argc - 1, argv[3]);
+        return 2;
+    }
+    size_t max_images = 0;  // 0: all
+    if (argc > 2 && !parse_count(argv[2], &max_images)) {
+        std::printf("FAIL: MAX_IMAGES '%s' is not a whole number of images (1 or more)\n", argv[2]);
+        return 2;
+    }
     const std::string dir = argc > 1 ? argv[1] : "build/golden";
     std::vector<uint8_t> images;
     Golden shipped, alternate;
@@ -162,7 +187,7 @@ int main(int argc, char **argv) {
         std::printf("FAIL: golden data in %s is missing or inconsistent\n", dir.c_str());
         return 1;
     }
-    const size_t n = argc > 2 ? std::min<size_t>(available, std::strtoul(argv[2], nullptr, 10)) : available;
+    const size_t n = max_images ? std::min(available, max_images) : available;
     std::printf("%s: %zu of %zu test images, IP %s\n", dir.c_str(), n, available, lenet::kVlnv);
 
     // 1. Power-on weights.
