@@ -80,10 +80,13 @@ PARALLELISM: dict[str, Parallelism] = {
     "fc3": Parallelism(pe=1, simd=7, fabric=False),
 }
 
-# Depth of each FIFO between two stages (elements), by stream name in hls_src/lenet5.cpp;
-# chosen with the cycle simulation (python -m lenet5_pynq.budget): conv1_out holds the pooled
-# pixels that conv2 (1,600 cycles over 8 of conv1's 12 pooled rows) falls behind by.
-FIFO_DEPTH = {"default": 2, "conv1_out": 64, "conv2_out": 8}
+# Depth of each FIFO between two stages (elements), by stream name in hls_src/lenet5.cpp, chosen
+# with the cycle simulation (python -m lenet5_pynq.cyclesim --suggest): conv1_windows covers the
+# 116 pixels conv1_windows reads before an image's first window (conv1_mac keeps working on the
+# windows queued from the image before); conv1_out holds the pooled pixels that conv2 (1,600
+# cycles over 8 of conv1's 12 pooled rows) falls behind by; fc1_out lets fc1 emit while fc2 is
+# still on the image before.
+FIFO_DEPTH = {"default": 2, "pixels": 4, "conv1_windows": 64, "conv1_out": 64, "conv2_out": 4, "fc1_out": 8}
 
 
 def streams() -> list[str]:

@@ -53,12 +53,12 @@ typedef ap_fixed<35, 12, AP_TRN, AP_WRAP> fc3_accum_t;
 typedef ap_fixed<16, 8, AP_RND, AP_SAT> fc3_output_t;
 
 // ---- FIFO depths between stages (elements), chosen with the cycle simulation
-constexpr int kFifoDepth_pixels = 2;
-constexpr int kFifoDepth_conv1_windows = 2;
+constexpr int kFifoDepth_pixels = 4;
+constexpr int kFifoDepth_conv1_windows = 64;
 constexpr int kFifoDepth_conv1_out = 64;
 constexpr int kFifoDepth_conv2_windows = 2;
-constexpr int kFifoDepth_conv2_out = 8;
-constexpr int kFifoDepth_fc1_out = 2;
+constexpr int kFifoDepth_conv2_out = 4;
+constexpr int kFifoDepth_fc1_out = 8;
 constexpr int kFifoDepth_fc2_out = 2;
 constexpr int kFifoDepth_fc3_out = 2;
 
