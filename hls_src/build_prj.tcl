@@ -29,7 +29,8 @@
 # The IP's VLNV comes from generated/lenet5_types.h (lenet5_pynq/hls_config.py).
 # C++ standard: the sources are C++14; Vitis HLS compiles C/C++11/14 for synthesis and
 # simulation (UG1399, "Migrating from Vivado HLS to Vitis HLS"), so -std=c++14 goes to both.
-# Commands and options as UG1399 (Vitis HLS Command Reference) documents them.
+# Commands and options as UG1399 (Vitis HLS Command Reference) documents them; plain Tcl 8.5 (no
+# lmap, try, string cat: the tools' embedded interpreter may be 8.5), as the dry run enforces.
 
 set here [file dirname [file normalize [info script]]]
 cd $here
@@ -43,7 +44,7 @@ set all_steps {csim csynth cosim export}
 array set opt [list board $lenet5_default_board part "" period $lenet5_period_ns steps "" \
                    csim_images 100 cosim_images 20 golden build/golden]
 set keys {board part period steps csim_images cosim_images golden}
-set usage "arguments are key=value: [join [lmap k $keys {string cat $k =}] {, }] (see the head of build_prj.tcl)"
+set usage "arguments are key=value: [join $keys {=, }]= (see the head of build_prj.tcl)"
 
 foreach key $keys {
     set var LENET5_[string toupper $key]

@@ -7,7 +7,9 @@
   channel until a soft reset.  Registers written while halted are ignored, as in hardware.
 * `Lenet5Model`: the accelerator's `ap_ctrl_hs` block-level control (ap_start held until
   ap_ready, ap_done and ap_ready clear on read, ap_idle) and the `n` and `mode` registers; its
-  datapath is the C-simulation library (`fabric.Fabric`).
+  datapath is the C-simulation library (`fabric.Fabric`).  `mode` decodes as the HLS top
+  (hls_src/lenet5.cpp) does: 1 loads weights, any other value classifies `n` images (nothing
+  at all when `n` is 0).
 * `SimFabric`: MM2S -> input stream (a FIFO of `IN_FIFO_BEATS`) -> accelerator -> output
   stream -> S2MM, advanced lazily on every register access.  An MM2S transfer completes only
   when the accelerator (or the FIFO) has taken its last beat, so a driver that waits for MM2S
@@ -204,6 +206,12 @@ class Lenet5Model:
     def idle(self) -> bool:
         return self.state == "idle"
 
+    @property
+    def _loading(self) -> bool:
+        # hls_src/lenet5.cpp: `if (mode == kModeLoadWeights) load_weights(...); else if (n != 0)
+        # classify(...);` -- every mode but 1 classifies, over the register's 32 bits.
+        return self.mode == hls_stream.MODE_LOAD_WEIGHTS
+
     def read(self, offset: int) -> int:
         if offset == drv.REG_CTRL:
             value = (drv.AP_START * self.start | drv.AP_DONE * self.done | drv.AP_IDLE * self.idle
@@ -230,12 +238,10 @@ class Lenet5Model:
                 return False
             self.n = self.regs[hls_stream.REGISTERS["N"]]
             self.mode = self.regs[hls_stream.REGISTERS["MODE"]]
-            if self.mode == hls_stream.MODE_CLASSIFY:
-                self.need = self.n * hls_stream.IN_BEATS_PER_IMAGE
-            elif self.mode == hls_stream.MODE_LOAD_WEIGHTS:
+            if self._loading:
                 self.need = hls_stream.weight_stream_beats()
             else:
-                self.need = 0
+                self.need = self.n * hls_stream.IN_BEATS_PER_IMAGE
             self.got = []
             self.state = "hung" if f.faults.stall else "reading"
             f.faults.stall = False
@@ -263,17 +269,12 @@ class Lenet5Model:
         f = self.fabric
         beats = np.concatenate(self.got) if self.got else np.zeros(0, np.uint64)
         self.got = []
-        if self.mode == hls_stream.MODE_CLASSIFY:
-            cap = self.n * hls_stream.OUT_BEATS_PER_IMAGE
-        elif self.mode == hls_stream.MODE_LOAD_WEIGHTS:
-            cap = 1
-        else:
-            cap = 0
-        if self.mode in (hls_stream.MODE_CLASSIFY, hls_stream.MODE_LOAD_WEIGHTS) and (cap or len(beats)):
+        cap = 1 if self._loading else self.n * hls_stream.OUT_BEATS_PER_IMAGE
+        if cap or len(beats):
             out, last = f.run_top(self.mode, self.n, beats, cap)
         else:
             out, last = np.zeros(0, np.uint64), np.zeros(0, bool)
-        if self.mode == hls_stream.MODE_CLASSIFY and f.faults.short_output and len(out):
+        if not self._loading and f.faults.short_output and len(out):
             drop = min(f.faults.short_output, self.n) * hls_stream.OUT_BEATS_PER_IMAGE
             f.faults.short_output = 0
             out, last = out[: len(out) - drop], last[: len(out) - drop].copy()

@@ -4,10 +4,13 @@
 #   vivado -mode batch -source build.tcl -tclargs DESIGN_PARAMS.tcl HLS_IP_REPO JOBS
 #
 # Called by overlay/Makefile (make BOARD=pynq-z2).  Written to the documented Vivado tcl commands
-# (UG835, UG994); not run on the development machines (no Vivado there).
+# (UG835, UG994) of Vivado 2022.2 or later (wait_on_runs); not run on the development machines (no
+# Vivado there): tests/test_tcl.py dry-runs it under tclsh with recording stand-ins.
 
 if {[llength $argv] != 3} { error "usage: vivado -mode batch -source build.tcl -tclargs DESIGN_PARAMS.tcl HLS_IP_REPO JOBS" }
 lassign $argv params_file ip_repo jobs
+if {![file isfile $params_file]} { error "no design parameters '$params_file': python -m lenet5_pynq.board_design tcl --board BOARD --out FILE (make params)" }
+if {![regexp {^[1-9][0-9]*$} $jobs]} { error "JOBS '$jobs' is not a whole number of parallel jobs (1 or more)" }
 source $params_file
 source [file join [file dirname [file normalize [info script]]] block_design.tcl]
 
@@ -23,22 +26,23 @@ if {[llength [get_ipdefs $accel_vlnv]] == 0} { error "IP $accel_vlnv not found i
 create_lenet5_bd
 set bd_file [get_files ${bd_name}.bd]
 generate_target all $bd_file
-make_wrapper -files $bd_file -top -import
+make_wrapper -top -import $bd_file
 set_property top ${bd_name}_wrapper [current_fileset]
 update_compile_order -fileset sources_1
 
 # ---- synthesis, implementation, bitstream
 launch_runs synth_1 -jobs $jobs
-wait_on_run synth_1
+wait_on_runs synth_1
 if {[get_property PROGRESS [get_runs synth_1]] ne "100%"} { error "synthesis failed: see vivado/*.runs/synth_1/runme.log" }
 launch_runs impl_1 -to_step write_bitstream -jobs $jobs
-wait_on_run impl_1
+wait_on_runs impl_1
 if {[get_property PROGRESS [get_runs impl_1]] ne "100%"} { error "implementation failed: see vivado/*.runs/impl_1/runme.log" }
 
 open_run impl_1
 report_utilization -hierarchical -file utilization.rpt
 report_timing_summary -file timing.rpt
 set wns [get_property SLACK [get_timing_paths -max_paths 1 -nworst 1 -setup]]
+if {![string is double -strict $wns]} { error "no constrained timing path at $fabric_clock_mhz MHz (timing.rpt)" }
 if {$wns < 0} { error "timing not met at $fabric_clock_mhz MHz: worst negative slack $wns ns (timing.rpt)" }
 
 # ---- the two files PYNQ needs, with the same stem
