@@ -90,3 +90,13 @@ def test_budget_cli_table_and_bad_arguments():
     assert "conv1_mac" in proc.stdout and "PASS" in proc.stdout and "yosys" in budget.__doc__
     bad = _run(sys.executable, "-m", "lenet5_pynq.budget", "--images", "1")
     assert bad.returncode == 2 and "--images" in bad.stderr
+
+
+def test_the_readmes_show_the_current_budget():
+    """hls_src/README.md carries the budget's table; the README its headline figures."""
+    b = budget.compute()
+    assert budget.table(b) in (REPO / "hls_src" / "README.md").read_text(), "hls_src/README.md: paste python -m lenet5_pynq.budget"
+    z2 = b.part("pynq-z2")
+    readme = (REPO / "README.md").read_text()
+    for figure in (f"{z2.ii_cycles:,} cycles", f"{z2.latency_cycles:,} cycles", f"{z2.dsp} of {z2.dsp_available} DSP48E1", f"{z2.bram36} of {z2.bram36_available} BRAM36"):
+        assert figure in readme, figure
