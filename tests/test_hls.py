@@ -69,9 +69,10 @@ def test_memory_layout_is_a_permutation_of_the_kernel():
         p = hls_config.PARALLELISM[q.name]
         m = q.kernel.reshape(shape.fan_in, -1)
         if isinstance(shape.layer, network.Conv):  # [nf][sf][pe][simd]
-            assert banked[1 % banked.shape[0], 0, 0, 1] == m[1, (1 % banked.shape[0]) * p.pe]
-        else:  # [sf][nf][simd][pe]
-            assert banked[1, 0, 1, 0] == m[p.simd + 1, 0]
+            nf, sf, pe, s = np.indices(banked.shape)
+        else:  # [sf][nf][pe][simd]
+            sf, nf, pe, s = np.indices(banked.shape)
+        assert (banked == m[sf * p.simd + s, nf * p.pe + pe]).all(), q.name
         assert sorted(banked.reshape(-1)) == sorted(m.reshape(-1))
 
 
