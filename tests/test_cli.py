@@ -49,7 +49,9 @@ def test_evaluate_counts_bit_differences(mnist_test):
         (["--mnist", "/nonexistent/mnist"], "/nonexistent/mnist: not a directory"),
     ],
 )
-def test_evaluate_bad_arguments(args, message, capsys):
+def test_evaluate_bad_arguments(args, message, capsys, tiny_mnist):
+    if "--mnist" not in args:  # evaluate reads MNIST first: give it some, wherever the real one is
+        args = [*args, "--mnist", str(tiny_mnist)]
     assert evaluate.main(args) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
@@ -118,6 +120,7 @@ def test_float_backends_come_and_go_without_crashing():
     assert run.returncode == 0, run.stderr[-2000:]
 
 
+@pytest.mark.slow  # hls4ml writes and compiles its C simulation with g++
 def test_hls4ml_peer_classifies_like_the_float_network(mnist_test):
     pytest.importorskip("hls4ml")
     pytest.importorskip("tensorflow")

@@ -97,6 +97,7 @@ def probe_binary(tmp_path_factory):
 COUNT = 400
 
 
+@pytest.mark.slow  # the probe's g++ build of 224 ap_fixed instantiations takes most of a minute
 def test_emulation_matches_ap_fixed(probe_binary):
     rng = np.random.default_rng(2024)
     inputs, expected_inputs = [], []

@@ -31,8 +31,29 @@ KERAS_LOGITS = Path(os.environ.get("LENET5_KERAS_LOGITS", ROOT / ".gpu_data" / "
 VARIANTS = ("warp", "block", "warp-small")
 
 
+def _driver_reason() -> str | None:
+    """Why the NVIDIA driver cannot run a kernel here, or None: asked of the driver itself
+    (libcuda.so.1), so the answer does not depend on whether our library was built."""
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return "no NVIDIA GPU driver on this machine (libcuda.so.1 cannot be loaded)"
+    status = cuda.cuInit(0)
+    if status != 0:
+        name = ctypes.c_char_p()
+        cuda.cuGetErrorName(status, ctypes.byref(name))
+        return f"the NVIDIA driver finds no usable GPU (cuInit: {(name.value or b'error').decode()} {status})"
+    count = ctypes.c_int(0)
+    if cuda.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value == 0:
+        return "the NVIDIA driver is installed but finds no GPU"
+    return None
+
+
 def _gpu_reason() -> str | None:
-    """Why the GPU tests cannot run here, or None."""
+    """Why the GPU tests cannot run here (no driver, no GPU, then no library), or None."""
+    reason = _driver_reason()
+    if reason:
+        return reason
     try:
         gpu.device_count()
     except gpu.GpuLibraryMissing as e:
@@ -77,6 +98,7 @@ def test_header_check_catches_what_cffi_would_not_take(tmp_path):
     assert "cffi cannot parse" in gpu.check_header(changed, library=tmp_path / "none.so")[0]
 
 
+@pytest.mark.slow  # the nvcc build for five architectures
 def test_header_check_catches_a_function_the_library_lacks(tmp_path, built_library):
     text = gpu.HEADER.read_text()
     changed = tmp_path / "lenet5_gpu.h"
@@ -86,6 +108,7 @@ def test_header_check_catches_a_function_the_library_lacks(tmp_path, built_libra
     assert problems and "declares lenet5_gpu_not_implemented, which" in problems[0]
 
 
+@pytest.mark.slow  # the nvcc build for five architectures
 def test_library_builds_with_nvcc(built_library):
     lib = built_library
     assert lib.is_file()

@@ -226,7 +226,10 @@ def test_faint_speckles_do_not_widen_the_crop():
     ink[2:4, 2:4] = 0.05  # a speck of dust in the corner
     clean = preprocess.to_mnist(Image.fromarray(on_paper(drawn_seven(), 255, 0)))
     dusty = preprocess.to_mnist(Image.fromarray(on_paper(ink, 255, 0)))
-    assert np.array_equal(clean, dusty)
+    # A crop widened to the speck would shrink and move the digit, changing its strokes by far
+    # more than one grey level.  One level is allowed: the levels come through the paper's
+    # least-squares fit (LAPACK), which may round a level the other way with four points fewer.
+    assert np.abs(clean.astype(int) - dusty).max() <= 1
 
 
 def test_image_error_is_a_value_error_naming_the_file(tmp_path):
