@@ -144,7 +144,7 @@ void conv_windows(hls::stream<typename conv_dims<C>::pixel> &in, hls::stream<typ
 
 image_loop:
     for (ap_uint<32> img = 0; img < n; ++img) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1  // n images; not pipelined: flattened into the loop below
     row_loop:
         for (int y = 0; y < C::in_height; ++y) {
         col_loop:
@@ -216,7 +216,7 @@ void conv_mac(hls::stream<typename conv_dims<C>::window> &in, hls::stream<typena
 
 image_loop:
     for (ap_uint<32> img = 0; img < n; ++img) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1  // n images; not pipelined: flattened into the loop below
     row_loop:
         for (int r = 0; r < D::conv_height; ++r) {
         col_loop:
@@ -319,7 +319,7 @@ void dense(hls::stream<typename dense_dims<C>::in_elem> &in, hls::stream<typenam
 
 image_loop:
     for (ap_uint<32> img = 0; img < n; ++img) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1  // n images; not pipelined: flattened into the loop below
     step_loop:
         for (int t = 0; t < D::steps; ++t) {
 #pragma HLS PIPELINE II = 1  // target II 1: pe x simd products, one add per lane to the head value
@@ -369,7 +369,7 @@ template <class C> void read_pixels(hls::stream<axis_word> &in, hls::stream<type
     ap_uint<64> beat = 0;
 image_loop:
     for (ap_uint<32> img = 0; img < n; ++img) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1  // n images; not pipelined: flattened into the loop below
     beat_loop:
         for (int b = 0; b < kInBeatsPerImage; ++b) {
         pixel_loop:
@@ -397,7 +397,7 @@ void write_results(hls::stream<typename dense_dims<C>::out_elem> &in, hls::strea
 #pragma HLS ARRAY_PARTITION variable = packed complete
 image_loop:
     for (ap_uint<32> img = 0; img < n; ++img) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1  // n images; not pipelined: flattened into the loop below
     step_loop:
         for (int t = 0; t < reads + kOutBeatsPerImage; ++t) {
 #pragma HLS PIPELINE II = 1  // target II 1: one element in or one beat out
@@ -459,7 +459,7 @@ tap_loop:
         int nf = 0, pe = 0;  // filter o = nf * pe + pe
     filter_loop:
         for (int o = 0; o < C::filters; ++o) {
-#pragma HLS PIPELINE II = 1
+#pragma HLS PIPELINE II = 1  // target II 1: one weight word a cycle (44,426 words a load)
             word_t w = rd.next(in);
             if (write) weights[nf][sf][pe][s] = w;
             if (++pe == C::pe) pe = 0, ++nf;
@@ -469,7 +469,7 @@ tap_loop:
     int nf = 0, pe = 0;
 bias_loop:
     for (int o = 0; o < C::filters; ++o) {
-#pragma HLS PIPELINE II = 1
+#pragma HLS PIPELINE II = 1  // target II 1: one weight word a cycle (44,426 words a load)
         word_t w = rd.next(in);
         if (write) bias[nf][pe] = w;
         if (++pe == C::pe) pe = 0, ++nf;
@@ -485,7 +485,7 @@ input_loop:
         int nf = 0, pe = 0;  // unit o = nf * pe + pe
     unit_loop:
         for (int o = 0; o < C::units; ++o) {
-#pragma HLS PIPELINE II = 1
+#pragma HLS PIPELINE II = 1  // target II 1: one weight word a cycle (44,426 words a load)
             word_t w = rd.next(in);
             if (write) weights[sf][nf][pe][s] = w;
             if (++pe == C::pe) pe = 0, ++nf;
@@ -495,7 +495,7 @@ input_loop:
     int nf = 0, pe = 0;
 bias_loop:
     for (int o = 0; o < C::units; ++o) {
-#pragma HLS PIPELINE II = 1
+#pragma HLS PIPELINE II = 1  // target II 1: one weight word a cycle (44,426 words a load)
         word_t w = rd.next(in);
         if (write) bias[nf][pe] = w;
         if (++pe == C::pe) pe = 0, ++nf;
