@@ -17,10 +17,12 @@ import platform
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from . import backends, mnist
+from .atomic import OutputError, atomic_write, check_writable, write_text
 
 DEFAULT_BACKENDS = "cpu,cpu-float,keras"
 DEFAULT_BATCHES = "1,10,100,1000,10000"
@@ -42,9 +44,15 @@ def machine() -> str:
 
 
 def _images(count: int, mnist_dir=None) -> np.ndarray:
+    """MNIST test images repeated to `count`.  A directory given by the caller must load (a
+    MnistFormatError otherwise); without one, random bytes stand in when no MNIST is found,
+    and stderr says so."""
     try:
         images, _ = mnist.load(mnist_dir, "test")
-    except mnist.MnistFormatError:
+    except mnist.MnistFormatError as e:
+        if mnist_dir is not None:
+            raise
+        print(f"bench: no MNIST ({e}); timing random bytes", file=sys.stderr)
         images = np.random.default_rng(0).integers(0, 256, (10000, 28, 28), dtype=np.uint8)
     reps = -(-count // len(images))
     return np.ascontiguousarray(np.tile(images, (reps, 1, 1))[:count])
@@ -65,7 +73,7 @@ def time_backend(backend, images: np.ndarray, batch: int, min_seconds=MIN_SECOND
         spent += times[-1]
     per_call = statistics.median(times)
     return {
-        "backend": backend.name,
+        "backend": getattr(backend, "label", backend.name),  # "cpu-float (numpy)" on the fallback
         "batch": batch,
         "where": "host",
         "calls": len(times),
@@ -95,7 +103,7 @@ def run(names: list[str], batches: list[int], mnist_dir=None, min_seconds=MIN_SE
             with backend:
                 for batch in batches:
                     row = time_backend(backend, images, batch, min_seconds)
-                    log(f"  {name:14s} batch {batch:>8d}: {row['us_per_image']:10.2f} us/image")
+                    log(f"  {row['backend']:14s} batch {batch:>8d}: {row['us_per_image']:10.2f} us/image")
                     rows.append(row)
     if gpu_names:
         try:
@@ -130,7 +138,7 @@ def table(rows: list[dict], peers: list[str]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict], path: str) -> None:
+def plot(rows: list[dict], path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -152,7 +160,19 @@ def plot(rows: list[dict], path: str) -> None:
     ax_tput.legend(fontsize=8)
     fig.suptitle(f"LeNet-5 on MNIST: {rows[0]['device'] if rows else ''}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    path = plot_path(path)
+    with atomic_write(path, "wb", what="--plot") as f:
+        fig.savefig(f, dpi=110, format=path.suffix[1:].lower())
+    return path
+
+
+def plot_path(path) -> Path:
+    """The file `plot` really writes: `path`, with .png added when it has no extension."""
+    path = Path(path)
+    return path if path.suffix else path.with_name(path.name + ".png")
+
+
+MAX_BATCH = 1_000_000  # the images are held in memory: 784 MB at this size
 
 
 def _int_list(text: str) -> list[int]:
@@ -162,6 +182,8 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"batch sizes must be positive: {text!r}")
+    if max(values) > MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"batch size {max(values)} is more than {MAX_BATCH:,} images")
     return values
 
 
@@ -175,18 +197,28 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="FILE", help="write the rows as JSON ('-' for stdout)")
     parser.add_argument("--plot", metavar="FILE.png", help="latency and throughput against batch size")
     args = parser.parse_args(argv)
-    for option, path in (("--json", args.json), ("--plot", args.plot)):
-        if path and path != "-" and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            parser.error(f"{option} {path}: its directory does not exist")
+    # Outputs are checked before the benchmark, not after it.
+    if args.plot and Path(args.plot).is_dir():
+        parser.error(f"--plot {args.plot} is a directory, not a file")
+    for option, path in (("--json", args.json), ("--plot", plot_path(args.plot) if args.plot else None)):
+        if path and path != "-":
+            try:
+                check_writable(path, option)
+            except OutputError as e:
+                parser.error(str(e))
     names = [n for n in args.backends.split(",") if n]
     known = backends.names()
-    unknown = [n for n in names if n not in known and not _is_gpu(n)]
+    unknown = [n for n in names if n not in known]
     if unknown:
         parser.error(f"unknown backend {unknown[0]!r}; choose from {', '.join(known)}")
     quiet = args.json == "-"
     log = (lambda *a: print(*a, file=sys.stderr)) if quiet else print
     log(f"machine: {machine()}")
-    rows = run(names, args.batches, args.mnist, args.min_seconds, log)
+    try:
+        rows = run(names, args.batches, args.mnist, args.min_seconds, log)
+    except mnist.MnistFormatError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     peers = [p for p in args.peer.split(",") if p]
     add_ratios(rows, peers)
     if args.json:
@@ -194,13 +226,20 @@ def main(argv=None) -> int:
         if args.json == "-":
             print(text)
         else:
-            with open(args.json, "w") as f:
-                f.write(text + "\n")
+            try:
+                write_text(args.json, text + "\n", what="--json")
+            except OutputError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 1
     if not quiet:
         print(table(rows, peers))
     if args.plot and rows:
-        plot(rows, args.plot)
-        log(f"wrote {args.plot}")
+        try:
+            written = plot(rows, args.plot)
+        except OutputError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        log(f"wrote {written}")
     return 0 if rows else 1
 
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from . import fixedspec, golden, hls_config, hls_stream, mnist, network, weights
+from .atomic import OutputError, check_outside_package, check_writable, write_bytes, write_text
 from .fixedspec import QuantizedLayer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -238,7 +240,7 @@ def write_headers(out_dir: Path, weights_path=None, spec_path=None) -> list[Path
     for name, text in render_headers(weights_path, spec_path).items():
         path = out_dir / name
         if not path.is_file() or path.read_text() != text:
-            path.write_text(text)
+            write_text(path, text, what="header")  # atomic: a temporary file renamed
             written.append(path)
     return written
 
@@ -267,14 +269,15 @@ def write_golden(out_dir: Path, mnist_dir=None, count: int | None = None, weight
     if count is not None:
         images = images[:count]
     out_dir.mkdir(parents=True, exist_ok=True)
-    np.ascontiguousarray(images, np.uint8).tofile(out_dir / "images.bin")
+    write_bytes(out_dir / "images.bin", np.ascontiguousarray(images, np.uint8).tobytes(), what="golden data")
     summary = {"images": len(images)}
     for name in WEIGHT_SETS:
         layers, _ = load_set(weights_path, spec_path, alternate=(name == "alternate"))
         classes, logits = golden.predict_raw(images, layers)
-        logits.astype("<i2").tofile(out_dir / f"{name}_logits.bin")
-        classes.astype("<u2").tofile(out_dir / f"{name}_classes.bin")
-        hls_stream.pack_weight_stream(layers).astype("<u8").tofile(out_dir / f"{name}_weights.bin")
+        write_bytes(out_dir / f"{name}_logits.bin", logits.astype("<i2").tobytes(), what="golden data")
+        write_bytes(out_dir / f"{name}_classes.bin", classes.astype("<u2").tobytes(), what="golden data")
+        write_bytes(out_dir / f"{name}_weights.bin", hls_stream.pack_weight_stream(layers).astype("<u8").tobytes(),
+                    what="golden data")
         summary[name] = np.bincount(classes, minlength=network.NUM_CLASSES).tolist()
     return summary
 
@@ -305,6 +308,23 @@ def main(argv=None) -> int:
     weight_options(p)
 
     args = parser.parse_args(argv)
+    if getattr(args, "count", None) is not None and args.count < 1:
+        parser.error("--count must be at least 1")
+    # Outputs are checked before the work: a directory that exists or can be made, or a file.
+    try:
+        if args.command == "weight-stream":
+            check_writable(check_outside_package(args.out, "--out"), "--out")
+        elif not getattr(args, "check", False):
+            out_dir = Path(args.out)
+            if out_dir.exists() and not out_dir.is_dir():
+                raise OutputError(f"--out {out_dir} is a file, not a directory")
+            base = next((p for p in (out_dir, *out_dir.parents) if p.exists()), Path("."))
+            if not os.access(base, os.W_OK | os.X_OK):
+                raise OutputError(f"--out {out_dir}: {base} is not writable")
+            if args.command == "golden":
+                check_outside_package(out_dir, "--out")
+    except OutputError as e:
+        parser.error(str(e))
     try:
         if args.command == "hls":
             out = Path(args.out)
@@ -323,11 +343,14 @@ def main(argv=None) -> int:
         else:
             layers, _ = load_set(args.weights, args.spec, alternate=args.alternate)
             beats = hls_stream.pack_weight_stream(layers)
-            beats.astype("<u8").tofile(args.out)
+            write_bytes(args.out, beats.astype("<u8").tobytes(), what="weight stream")
             print(f"{args.out}: {len(beats)} beats, {hls_stream.weight_word_count()} words")
     except (weights.WeightsError, fixedspec.SpecError, mnist.MnistFormatError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # OutputError included: the file is named, nothing half-written is left
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

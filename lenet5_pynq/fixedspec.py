@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,13 +124,10 @@ def load(path: str | os.PathLike | None = None, weights_path: str | os.PathLike 
 
 
 def save(spec: FixedSpec, path: str | os.PathLike) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(spec.to_dict(), f, indent=1)
-        f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; the spec ships with the package
-    os.replace(tmp, path)
+    """Write the spec atomically (a temporary file renamed onto `path`, removed on failure)."""
+    from .atomic import write_text
+
+    write_text(path, json.dumps(spec.to_dict(), indent=1) + "\n", what="spec")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -39,24 +40,59 @@ def _find(directory: Path, stem: str, kind: str) -> Path:
     raise MnistFormatError(f"{directory}: no {stem}-{kind}[.gz] file")
 
 
-def _read_idx(path: Path, magic: int, dims: int) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
+# Deflate cannot expand data more than about 1032:1, so a .gz file of S bytes holds at most
+# this many times S: a header that needs more is a lie, refused before anything is allocated.
+DEFLATE_MAX_RATIO = 1032
+_READ_CHUNK = 1 << 22
+
+
+def _read_idx(path: Path, magic: int, dims: int, item_shape: tuple | None = None) -> np.ndarray:
+    """The array of one IDX file.  The header is checked before the payload is allocated: its
+    dimensions (as exact integers, so no product overflows) against the file's real size (for
+    .gz, against what the compressed size can hold), the item shape, and at least one item;
+    decompression stops one byte past the size the header implies."""
+    gz = path.suffix == ".gz"
+    header_len = 4 + 4 * dims
     try:
-        with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as e:  # gzip raises both on a damaged stream
+        size = path.stat().st_size
+        with (gzip.open if gz else open)(path, "rb") as f:
+            head = f.read(header_len)
+            if len(head) < header_len:
+                raise MnistFormatError(f"{path}: {len(head)} bytes, shorter than the {header_len}-byte header")
+            found = int.from_bytes(head[:4], "big")
+            if found != magic:
+                raise MnistFormatError(f"{path}: magic number 0x{found:08x}, expected 0x{magic:08x}")
+            shape = tuple(int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+            if item_shape is not None and shape[1:] != tuple(item_shape):
+                raise MnistFormatError(f"{path}: items are {shape[1:]}, expected {tuple(item_shape)}")
+            if shape[0] == 0:
+                raise MnistFormatError(f"{path}: the header says 0 items; an empty data set cannot be used")
+            payload = 1
+            for d in shape:
+                payload *= d  # Python ints: exact, whatever the header says
+            expected = header_len + payload
+            if not gz and size != expected:
+                raise MnistFormatError(f"{path}: {size} bytes, header {shape} needs {expected}")
+            if gz and payload > DEFLATE_MAX_RATIO * size:
+                raise MnistFormatError(f"{path}: header {shape} needs {expected} bytes, more than a "
+                                       f"{size}-byte gzip file can hold")
+            data = np.empty(payload, np.uint8)
+            view = memoryview(data)
+            got = 0
+            while got < payload:
+                n = f.readinto(view[got: got + _READ_CHUNK])
+                if not n:
+                    break
+                got += n
+            if got != payload:
+                raise MnistFormatError(f"{path}: {header_len + got} bytes, header {shape} needs {expected}")
+            if f.read(1):
+                raise MnistFormatError(f"{path}: longer than the {expected} bytes its header {shape} implies")
+    except MnistFormatError:
+        raise
+    except (OSError, EOFError, zlib.error) as e:  # gzip raises all of these on a damaged stream
         raise MnistFormatError(f"{path}: cannot read ({e})") from None
-    header = 4 + 4 * dims
-    if len(data) < header:
-        raise MnistFormatError(f"{path}: {len(data)} bytes, shorter than the {header}-byte header")
-    found = int.from_bytes(data[:4], "big")
-    if found != magic:
-        raise MnistFormatError(f"{path}: magic number 0x{found:08x}, expected 0x{magic:08x}")
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
-    expected = header + int(np.prod(shape))
-    if len(data) != expected:
-        raise MnistFormatError(f"{path}: {len(data)} bytes, header {shape} needs {expected}")
-    return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
+    return data.reshape(shape)
 
 
 def load(directory: str | os.PathLike | None = None, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
@@ -71,7 +107,7 @@ def load(directory: str | os.PathLike | None = None, split: str = "test") -> tup
     if not directory.is_dir():
         raise MnistFormatError(f"{directory}: not a directory")
     image_stem, label_stem = SPLITS[split]
-    images = _read_idx(_find(directory, image_stem, "idx3-ubyte"), IMAGES_MAGIC, 3)
+    images = _read_idx(_find(directory, image_stem, "idx3-ubyte"), IMAGES_MAGIC, 3, item_shape=(28, 28))
     labels = _read_idx(_find(directory, label_stem, "idx1-ubyte"), LABELS_MAGIC, 1)
     if images.shape[1:] != (28, 28):
         raise MnistFormatError(f"{directory}: {split} images are {images.shape[1:]}, expected (28, 28)")

@@ -1,6 +1,10 @@
 """Pick the 16-bit fixed-point formats of every tensor and write the spec beside the weights.
 
-    python -m lenet5_pynq.quantize [--weights FILE] [--mnist DIR] [--out FILE]
+    python -m lenet5_pynq.quantize [--weights FILE] [--mnist DIR] [--out FILE|DIR]
+
+The spec goes beside the given weights, or to --out (a directory gets fixed_spec.json); the
+command never writes inside the installed package, so the shipped weights (the default) need
+--out.
 
 Weights and biases get the fewest integer bits that hold their largest magnitude; activations
 (each layer's output) get the integer bits of the largest value measured on training images, plus
@@ -17,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import fixedspec, mnist, network, weights
+from .atomic import OutputError, check_outside_package, check_writable
 from .fixedpoint import FixedFormat, bits_for, from_float
 from .fixedspec import FixedSpec, LayerFormats
 
@@ -70,8 +75,17 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", default=str(weights.SHIPPED), help="float weights .npz (default: shipped)")
     parser.add_argument("--mnist", help="MNIST directory (default: $LENET5_MNIST or ../shared/mnist)")
     parser.add_argument("--calibration", type=int, default=CALIBRATION_IMAGES, help="training images measured")
-    parser.add_argument("--out", help="spec file (default: fixed_spec.json beside the weights)")
+    parser.add_argument("--out", help="spec file, or a directory for fixed_spec.json (default: beside the weights)")
     args = parser.parse_args(argv)
+    out = Path(args.out) if args.out else Path(args.weights).with_name("fixed_spec.json")
+    if out.is_dir():
+        out = out / "fixed_spec.json"
+    try:
+        check_outside_package(out, "spec")
+        check_writable(out, "spec")
+    except OutputError as e:
+        hint = "" if args.out else " (pass --out FILE)"
+        parser.error(f"{e}{hint}")
     try:
         params, _ = weights.load(args.weights)
         images, _ = mnist.load(args.mnist, "train")
@@ -81,8 +95,11 @@ def main(argv=None) -> int:
     if not 1 <= args.calibration <= len(images):
         parser.error(f"--calibration must be 1..{len(images)}")
     spec = choose_spec(params, images[: args.calibration], fixedspec.file_sha256(args.weights))
-    out = Path(args.out) if args.out else Path(args.weights).with_name("fixed_spec.json")
-    fixedspec.save(spec, out)
+    try:
+        fixedspec.save(spec, out)
+    except OutputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     for name, f in spec.layers.items():
         print(f"{name:6s} kernel {f.kernel.ctype()}  bias {f.bias.ctype()}")
         print(f"{'':6s} accum  {f.accum.ctype()}  output {f.output.ctype()}")

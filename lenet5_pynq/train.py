@@ -129,6 +129,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1 (leave it out to train on every image)")
+    from .atomic import OutputError, check_outside_package, check_writable
+
+    try:  # before the training, not after it
+        check_writable(check_outside_package(args.out, "--out"), "--out")
+    except OutputError as e:
+        parser.error(str(e))
     try:
         import tensorflow  # noqa: F401
     except ImportError:
@@ -139,7 +149,11 @@ def main(argv=None) -> int:
     except mnist.MnistFormatError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    weights.save(args.out, params, meta)
+    try:
+        weights.save(args.out, params, meta)
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"saved {args.out}: Keras test accuracy {meta['keras_test_accuracy']:.4%}")
     print(json.dumps(meta))
     return 0

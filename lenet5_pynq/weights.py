@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -50,12 +49,7 @@ def save(path: str | os.PathLike, params: dict[str, np.ndarray], meta: dict | No
     path = Path(path)
     arrays = {k: np.asarray(params[k], np.float32) for k in network.parameter_names()}
     arrays["meta"] = np.array(json.dumps(meta or {}, sort_keys=True))
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; weights ship with the package
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    from .atomic import atomic_write
+
+    with atomic_write(path, "wb", what="weights") as f:  # a temporary file renamed, removed on failure
+        np.savez(f, **arrays)

@@ -91,7 +91,10 @@ class FloatBackend(Backend):
             except native.BuildError as e:
                 if engine == "c":
                     raise BackendUnavailable(str(e)) from None
+                native._say_once(f"cpu-float runs on numpy (slower): {e}")
         self.engine = "c" if self._lib is not None else "numpy"
+        # What `bench` and the reports call it: the numpy fallback is not the C kernel.
+        self.label = self.name if self.engine == "c" else f"{self.name} (numpy)"
         if self._lib is not None:
             self._packed = _pack_for_c(params)
             self._param_ptrs = self._ffi.new("float *[]", [self._ffi.from_buffer("float[]", a) for a in self._packed])

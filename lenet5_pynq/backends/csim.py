@@ -3,6 +3,10 @@ through its AXI4-Stream contract, so Python exercises exactly the code Vitis HLS
 
 The library is hls_src/build/liblenet5_csim.so, built by `make -C hls_src lib` (run here on first
 use; make rebuilds it only when a source changed).  $LENET5_CSIM_LIB names a prebuilt one instead.
+The build runs under a lock file (hls_src/build/.liblenet5_csim.lock), so concurrent first uses
+build once; make links to a temporary name and renames it.  A library that is damaged (checked
+before `dlopen`), fails to load or lacks its symbols is rebuilt once, then reported as
+`BackendUnavailable`.  `build` and `library` are thread-safe.
 Its weight memories are process-wide, like the fabric's: `load_weights` rewrites them through the
 mode-1 stream, and every backend makes sure its own weight set is loaded before it classifies.
 """
@@ -19,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import fixedspec, hls_stream, network, weights
+from .. import fixedspec, hls_stream, network, sharedlib, weights
+from ..atomic import file_lock
 from .base import Backend, BackendUnavailable, Prediction, check_images
 
 HLS_SRC = Path(__file__).resolve().parents[2] / "hls_src"
@@ -31,6 +36,7 @@ CHUNK = 4096  # images per call of the top: bounds the stream buffers
 # (this backend, the simulated board) holds `lock` and calls `ensure_weights` first.
 lock = threading.Lock()
 _lib = None  # (ffi, lib) once loaded
+_lib_lock = threading.Lock()
 _loaded_key: object = "power-on"  # the weight set now in the library's memories
 
 
@@ -45,12 +51,25 @@ def _cdef() -> str:
     return "\n".join(lines)
 
 
-def build(verbose: bool = False) -> Path:
-    """Build (or bring up to date) the library with make; returns its path."""
+def build(verbose: bool = False, force: bool = False) -> Path:
+    """Build (or bring up to date) the library with make; returns its path.  A library that
+    `sharedlib.check_elf` finds damaged (make would take it as current), or any with `force`,
+    is removed and built again."""
     if not (HLS_SRC / "Makefile").is_file():
         raise BackendUnavailable(f"no HLS sources at {HLS_SRC} (the csim backend needs a source checkout)")
     if shutil.which("make") is None or shutil.which(os.environ.get("CXX", "g++")) is None:
         raise BackendUnavailable("the csim backend needs make and g++")
+    try:
+        LIBRARY.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(LIBRARY.parent / f".{LIBRARY.stem}.lock"):
+            if LIBRARY.exists() and (force or sharedlib.check_elf(LIBRARY) is not None):
+                LIBRARY.unlink()
+            return _make(verbose)
+    except OSError as e:
+        raise BackendUnavailable(f"cannot build {LIBRARY}: {e.strerror or e}") from None
+
+
+def _make(verbose: bool) -> Path:
     cmd = ["make", "-C", str(HLS_SRC), "lib", f"PYTHON={sys.executable}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -62,21 +81,28 @@ def build(verbose: bool = False) -> Path:
 
 
 def library():
-    """(ffi, lib) of the C-simulation library, built on first use."""
+    """(ffi, lib) of the C-simulation library, built on first use (thread-safe)."""
     global _lib
-    if _lib is None:
-        try:
-            import cffi
-        except ImportError:  # pragma: no cover - cffi is a dependency
-            raise BackendUnavailable("the csim backend needs cffi") from None
-        path = Path(os.environ[ENV_LIB]) if os.environ.get(ENV_LIB) else build()
-        ffi = cffi.FFI()
-        ffi.cdef(_cdef())
-        try:
-            _lib = (ffi, ffi.dlopen(str(path)))
-        except OSError as e:
-            raise BackendUnavailable(f"cannot load {path}: {e}") from None
-    return _lib
+    with _lib_lock:
+        if _lib is None:
+            try:
+                import cffi
+            except ImportError:  # pragma: no cover - cffi is a dependency
+                raise BackendUnavailable("the csim backend needs cffi") from None
+            if os.environ.get(ENV_LIB):  # prebuilt: checked, never rebuilt
+                path, rebuild = Path(os.environ[ENV_LIB]), None
+            else:
+                path, rebuild = build(), lambda: build(force=True)
+            cdef = _cdef()
+            ffi = cffi.FFI()
+            ffi.cdef(cdef)
+            try:
+                lib = sharedlib.open_library(path, ffi, sharedlib.declared_functions(cdef), rebuild,
+                                             what="C-simulation library")
+            except sharedlib.LibraryError as e:
+                raise BackendUnavailable(str(e)) from None
+            _lib = (ffi, lib)
+        return _lib
 
 
 def run_stream(mode: int, n: int, beats: np.ndarray, out_beats: int) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,14 @@ mode, so no Python headers or setuptools are needed at run time; a board's gcc i
 
 Layer sizes reach the C code as -D macros generated from lenet5_pynq.network, so the C sources
 never type a size.  Builds are cached by a hash of sources, flags and sizes in
-$LENET5_CACHE (default ~/.cache/lenet5_pynq).
+$LENET5_CACHE (default ~/.cache/lenet5_pynq; it must be an absolute, writable directory, else a
+per-user directory under the system's temporary directory is used and stderr says so once).
+
+A build is compiled to a temporary name and renamed into place under a lock file, so a killed
+build leaves no half-written library and concurrent first uses build once.  A cached library
+that is damaged (checked before `dlopen`, which would die of SIGBUS on a truncated file), fails
+to load or lacks its symbols is rebuilt once, then reported as a `BuildError`.
+`build` and `load` are thread-safe.
 """
 
 from __future__ import annotations
@@ -12,10 +19,13 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import threading
 from pathlib import Path
 
-from .. import network
+from .. import network, sharedlib
+from ..atomic import file_lock
 
 HERE = Path(__file__).resolve().parent
 
@@ -24,8 +34,68 @@ class BuildError(RuntimeError):
     """No C compiler, or the kernel did not compile; the message carries the compiler's words."""
 
 
+ENV_CACHE = "LENET5_CACHE"
+_warned: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        print(f"lenet5_pynq: {message}", file=sys.stderr)
+
+
+def _cache_problem(path: Path) -> str | None:
+    if not path.is_absolute():
+        return "is not an absolute path"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"cannot be created ({e.strerror or e})"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return "is not writable"
+    return None
+
+
+def default_cache_dir() -> Path:
+    try:
+        return Path.home() / ".cache" / "lenet5_pynq"
+    except (RuntimeError, KeyError):  # no home directory
+        return fallback_cache_dir()
+
+
+def fallback_cache_dir() -> Path:
+    """A per-user cache under the system's temporary directory (mode 0700, owned by this user)."""
+    uid = os.getuid() if hasattr(os, "getuid") else os.getlogin()
+    return Path(tempfile.gettempdir()) / f"lenet5_pynq-cache-{uid}"
+
+
 def cache_dir() -> Path:
-    return Path(os.environ.get("LENET5_CACHE", Path.home() / ".cache" / "lenet5_pynq"))
+    """The build cache: $LENET5_CACHE (an empty value means unset), else ~/.cache/lenet5_pynq;
+    one that is relative, cannot be created or is not writable is replaced by
+    `fallback_cache_dir()` (said once on stderr).
+
+    Raises
+    ------
+    BuildError
+        Not even the fallback is usable."""
+    raw = os.environ.get(ENV_CACHE, "")
+    chosen = Path(raw) if raw else default_cache_dir()
+    problem = _cache_problem(chosen)
+    if problem is None:
+        return chosen
+    fallback = fallback_cache_dir()
+    try:
+        fallback.mkdir(mode=0o700, exist_ok=True)
+        st = fallback.lstat()
+        if fallback.is_symlink() or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
+            raise BuildError(f"build cache {fallback} is not a directory owned by this user")
+    except OSError as e:
+        raise BuildError(f"build cache {chosen} {problem}, and {fallback} cannot be created ({e.strerror or e})") from None
+    if _cache_problem(fallback) is not None:
+        raise BuildError(f"build cache {chosen} {problem}, and {fallback} is not writable")
+    where = f"${ENV_CACHE}={raw}" if raw else str(chosen)
+    _say_once(f"build cache {where} {problem}; using {fallback}")
+    return fallback
 
 
 def network_defines() -> dict[str, str]:
@@ -72,8 +142,11 @@ def _cpu_signature() -> str:
     return signature
 
 
-def build(source: str, defines: dict[str, str]) -> Path:
-    """Compile HERE/source into a cached shared library and return its path."""
+def build(source: str, defines: dict[str, str], force: bool = False) -> Path:
+    """Compile HERE/source into a cached shared library and return its path.
+
+    A cached library that `sharedlib.check_elf` finds damaged, or any with `force`, is built
+    again.  Compiled under a temporary name, renamed into place, under a lock file."""
     cc = _compiler()
     src = HERE / source
     key = hashlib.sha256()
@@ -81,38 +154,65 @@ def build(source: str, defines: dict[str, str]) -> Path:
     for part in (src.read_bytes(), header, repr(sorted(defines.items())).encode(), cc.encode(), _cpu_signature().encode()):
         key.update(part)
     out = cache_dir() / f"{src.stem}-{key.hexdigest()[:16]}.so"
-    if out.is_file():
+    if not force and sharedlib.check_elf(out) is None:
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with file_lock(out.parent / f".{out.name}.lock"):
+            if not force and sharedlib.check_elf(out) is None:
+                return out  # another process built it while this one waited
+            return _compile(cc, src, defines, out)
+    except OSError as e:
+        raise BuildError(f"cannot build {out}: {e.strerror or e}") from None
+
+
+def _compile(cc: str, src: Path, defines: dict[str, str], out: Path) -> Path:
     flags = [f"-D{k}={v}" for k, v in defines.items()]
     errors = []
     # Best first; a compiler without OpenMP or -march=native still gets a working library.
     for extra in (["-march=native", "-fopenmp"], ["-fopenmp"], ["-march=native"], []):
-        fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so")
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".so.tmp")
         os.close(fd)
-        cmd = [cc, "-O3", "-std=c99", "-shared", "-fPIC", *extra, *flags, str(src), "-o", tmp]
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        if result.returncode == 0:
-            os.replace(tmp, out)
-            return out
-        os.unlink(tmp)
+        try:
+            cmd = [cc, "-O3", "-std=c99", "-shared", "-fPIC", *extra, *flags, str(src), "-o", tmp]
+            result = subprocess.run(cmd, capture_output=True, text=True)
+            if result.returncode == 0 and sharedlib.check_elf(tmp) is None:
+                os.chmod(tmp, 0o755)
+                os.replace(tmp, out)
+                return out
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
         errors.append(result.stderr.strip().splitlines()[-1:] or ["?"])
     raise BuildError(f"{cc} could not compile {src.name}: {errors[-1][0]}")
 
 
 _LOADED: dict[Path, tuple] = {}
+_LOAD_LOCK = threading.Lock()
 
 
 def load(source: str, defines: dict[str, str]):
     """(ffi, lib) for a kernel whose header holds its cdef.
 
     A library stays loaded for the life of the process: closing one that pulled in libgomp
-    unloads libgomp under its idle worker threads, which then crash the process."""
+    unloads libgomp under its idle worker threads, which then crash the process.
+
+    Raises
+    ------
+    BuildError
+        No compiler, no usable cache, or a library that is damaged or lacks its symbols even
+        after one rebuild."""
     import cffi
 
-    path = build(source, defines)
-    if path not in _LOADED:
-        ffi = cffi.FFI()
-        ffi.cdef((HERE / source.replace(".c", ".h")).read_text())
-        _LOADED[path] = (ffi, ffi.dlopen(str(path)))
-    return _LOADED[path]
+    with _LOAD_LOCK:
+        path = build(source, defines)
+        if path not in _LOADED:
+            cdef = (HERE / source.replace(".c", ".h")).read_text()
+            ffi = cffi.FFI()
+            ffi.cdef(cdef)
+            try:
+                lib = sharedlib.open_library(path, ffi, sharedlib.declared_functions(cdef),
+                                             rebuild=lambda: build(source, defines, force=True), what=f"{source} kernel")
+            except sharedlib.LibraryError as e:
+                raise BuildError(str(e)) from None
+            _LOADED[path] = (ffi, lib)
+        return _LOADED[path]

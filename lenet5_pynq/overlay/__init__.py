@@ -46,10 +46,10 @@ from .dma import (DMACR_DLY_IRQEN, DMACR_ERR_IRQEN, DMACR_IOC_IRQEN, DMACR_RESET
                   DMASR_ERRORS, DMASR_HALTED, DMASR_IDLE, DMASR_IOC_IRQ, DMASR_SGINCLD, MM2S_DMACR, MM2S_DMASR,
                   MM2S_LENGTH, MM2S_SA, MM2S_SA_MSB, S2MM_DA, S2MM_DA_MSB, S2MM_DMACR, S2MM_DMASR, S2MM_LENGTH,
                   AxiDma, DmaChannel, describe_status)
-from .errors import (AcceleratorError, DmaError, DmaTimeout, OverlayNotFound, ShortTransfer, WeightFormatError,
-                     WeightLoadError)
+from .errors import (AcceleratorError, DmaError, DmaTimeout, OverlayClosed, OverlayNotFound, ShortTransfer,
+                     WeightFormatError, WeightLoadError)
 from .runner import (DEFAULT_CHUNK_IMAGES, DEFAULT_TIMEOUT_PER_IMAGE_S, DEFAULT_TIMEOUT_S, IMAGE_BYTES,
-                     RESULT_BYTES, CallTiming, StreamRunner)
+                     RESULT_BYTES, CallTiming, StreamRunner, check_timeout)
 from .weights import WeightSet, fabric_spec, prepare_weights
 
 __all__ = [
@@ -62,11 +62,11 @@ __all__ = [
     "MM2S_LENGTH", "MM2S_SA", "MM2S_SA_MSB", "S2MM_DA", "S2MM_DA_MSB", "S2MM_DMACR", "S2MM_DMASR", "S2MM_LENGTH",
     "AxiDma", "DmaChannel", "describe_status",
     # errors
-    "AcceleratorError", "DmaError", "DmaTimeout", "OverlayNotFound", "ShortTransfer", "WeightFormatError",
-    "WeightLoadError",
+    "AcceleratorError", "DmaError", "DmaTimeout", "OverlayClosed", "OverlayNotFound", "ShortTransfer",
+    "WeightFormatError", "WeightLoadError",
     # runner
     "DEFAULT_CHUNK_IMAGES", "DEFAULT_TIMEOUT_PER_IMAGE_S", "DEFAULT_TIMEOUT_S", "IMAGE_BYTES", "RESULT_BYTES",
-    "CallTiming", "StreamRunner",
+    "CallTiming", "StreamRunner", "check_timeout",
     # weights
     "WeightSet", "fabric_spec", "prepare_weights",
     # this module
@@ -119,13 +119,23 @@ class LeNet5Overlay(Overlay):
     chunk_images : int
         Images per DMA transfer (also limited by the DMA's length register).
     timeout_s, timeout_per_image_s : float
-        Every wait ends after ``timeout_s + timeout_per_image_s * images`` seconds.
+        Every wait ends after ``timeout_s + timeout_per_image_s * images`` seconds; both finite,
+        `timeout_s` more than zero, `timeout_per_image_s` zero or more (ValueError otherwise).
     download, device, **kwargs
         As for `pynq.Overlay`.
+
+    Notes
+    -----
+    Thread safety: one overlay may be shared between threads.  `classify`, `load_weights`,
+    `reset`, `download` and `close` each hold the runner's lock (`runner.lock`) around their
+    transfers and register sequences, so concurrent calls run one after the other and each gets
+    its own, bit-exact result.  After `close()` every call raises `OverlayClosed`.
     """
 
     def __init__(self, bitfile=None, board=None, download=True, device=None, chunk_images=DEFAULT_CHUNK_IMAGES,
                  timeout_s=DEFAULT_TIMEOUT_S, timeout_per_image_s=DEFAULT_TIMEOUT_PER_IMAGE_S, **kwargs):
+        check_timeout("timeout_s", timeout_s)
+        check_timeout("timeout_per_image_s", timeout_per_image_s, allow_zero=True)
         bitfile = Path(bitfile) if bitfile is not None else default_bitfile(board)
         super().__init__(str(bitfile), download=download, device=device, **kwargs)
         for inst, vlnv in ((board_design.DMA_NAME, board_design.VLNV["axi_dma"]),
@@ -144,9 +154,13 @@ class LeNet5Overlay(Overlay):
     def download(self, dtbo=None):
         """Program the bitstream (a power-on: shipped weights, registers reset) and restart the
         DMA channels."""
-        super().download(dtbo)
         runner = self.__dict__.get("runner")
-        if runner is not None:
+        if runner is None:
+            super().download(dtbo)
+            return
+        with runner.lock:
+            runner._check_open()
+            super().download(dtbo)
             runner.reset()
             self.weights_source = "power-on (shipped)"
 
@@ -157,7 +171,7 @@ class LeNet5Overlay(Overlay):
 
     @timeout_s.setter
     def timeout_s(self, value: float) -> None:
-        self.runner.timeout_s = float(value)
+        self.runner.timeout_s = value  # checked: finite, > 0
 
     @property
     def timeout_per_image_s(self) -> float:
@@ -165,7 +179,7 @@ class LeNet5Overlay(Overlay):
 
     @timeout_per_image_s.setter
     def timeout_per_image_s(self, value: float) -> None:
-        self.runner.timeout_per_image_s = float(value)
+        self.runner.timeout_per_image_s = value  # checked: finite, >= 0
 
     @property
     def last_timing(self) -> CallTiming:
@@ -191,6 +205,8 @@ class LeNet5Overlay(Overlay):
         AcceleratorError
             `DmaTimeout`, `DmaError` or `ShortTransfer`; the DMA and the accelerator have been
             reset, so the next call works.
+        OverlayClosed
+            After `close()`.
         """
         classes, logits = self.runner.classify(check_images(images))
         return Prediction(classes, logits, self.logit_scale)
@@ -213,11 +229,13 @@ class LeNet5Overlay(Overlay):
         WeightLoadError, AcceleratorError
             The transfer failed or the acknowledgement does not match (the DMA was reset).
         """
+        self.runner._check_open()
         ws = prepare_weights(source, spec, allow_saturation)
         beats = ws.beats
         words = beats[1:].view("<i2")[: hls_stream.weight_word_count()]
-        self.runner.send_weights(beats, hls_stream.weight_word_count(), hls_stream.weight_checksum(words))
-        self.weights_source = ws.source
+        with self.runner.lock:
+            self.runner.send_weights(beats, hls_stream.weight_word_count(), hls_stream.weight_checksum(words))
+            self.weights_source = ws.source
 
     def throughput_test(self, batch_size: int = 10000, repeats: int = 3, images=None) -> dict:
         """Time `classify` on one batch, in the spirit of finn-examples' driver.
@@ -256,5 +274,9 @@ class LeNet5Overlay(Overlay):
         }
 
     def close(self) -> None:
-        """Free the DMA buffers."""
+        """Free the DMA buffers (after a call in progress ends); later calls raise `OverlayClosed`."""
         self.runner.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.runner.closed

@@ -38,3 +38,7 @@ class WeightFormatError(ValueError):
 
 class OverlayNotFound(FileNotFoundError):
     """No bitstream for this board in the package (it is built with overlay/, see its README)."""
+
+
+class OverlayClosed(RuntimeError):
+    """A call on an overlay driver after its `close()` (its DMA buffers are freed)."""

@@ -4,6 +4,8 @@ flushed and invalidated), and `CallTiming`, where the time of one call went."""
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 from dataclasses import dataclass
 
@@ -13,7 +15,7 @@ from pynq import allocate
 from .. import hls_stream, network
 from .core import LeNet5Core
 from .dma import DMASR_ERRORS, DMASR_HALTED, DMASR_IDLE, AxiDma, describe_status
-from .errors import AcceleratorError, DmaError, DmaTimeout, ShortTransfer, WeightLoadError
+from .errors import AcceleratorError, DmaError, DmaTimeout, OverlayClosed, ShortTransfer, WeightLoadError
 
 RESULT_BYTES = hls_stream.RESULT_DTYPE.itemsize
 IMAGE_BYTES = hls_stream.IN_BEATS_PER_IMAGE * hls_stream.BEAT_BYTES
@@ -51,6 +53,19 @@ class CallTiming:
                 "overhead_s": self.overhead_s, "copy_in_s": self.copy_in_s, "copy_out_s": self.copy_out_s}
 
 
+def check_timeout(name: str, value, allow_zero: bool = False) -> float:
+    """`value` as a float deadline in seconds: finite and positive (or zero where `allow_zero`);
+    a ValueError naming `name` otherwise (NaN or infinity would switch the deadline off)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}") from None
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "more than zero"
+        raise ValueError(f"{name} must be a finite number of seconds, {bound}; got {value!r}")
+    return v
+
+
 # ------------------------------------------------------------------------------ streaming
 class StreamRunner:
     """Moves batches through DMA and accelerator.  Buffers are allocated once: two input and two
@@ -60,7 +75,13 @@ class StreamRunner:
 
     Every wait has a deadline of ``timeout_s + timeout_per_image_s * images``; on expiry, an
     error bit or a short transfer the DMA and accelerator are reset and an `AcceleratorError`
-    names the channel, its status and the bytes moved.
+    names the channel, its status and the bytes moved.  Both deadlines are checked when set:
+    finite, `timeout_s` more than zero, `timeout_per_image_s` zero or more.
+
+    Thread safety: a `StreamRunner` is safe to share between threads.  One lock (`lock`, an
+    `RLock`) is held around every transfer and register sequence (`classify`, `send_weights`,
+    `reset`, `close`), so calls from several threads run one after the other.  After `close()`
+    every call raises `OverlayClosed` (nothing touches the freed buffers).
     """
 
     def __init__(self, dma: AxiDma, core: LeNet5Core, device, chunk_images=DEFAULT_CHUNK_IMAGES,
@@ -71,6 +92,8 @@ class StreamRunner:
         if by_length < 1:
             raise RuntimeError(f"the DMA's {dma.length_width}-bit length register cannot carry one {IMAGE_BYTES}-byte image")
         self.chunk_images = min(chunk_images, by_length)
+        self.lock = threading.RLock()
+        self._closed = False
         self.dma = dma
         self.core = core
         self._device = device
@@ -90,12 +113,42 @@ class StreamRunner:
         self._in_addr_word = [None, None]
         self.reset()
 
+    # -------------------------------------------------------------------- deadlines
+    @property
+    def timeout_s(self) -> float:
+        return self._timeout_s
+
+    @timeout_s.setter
+    def timeout_s(self, value) -> None:
+        self._timeout_s = check_timeout("timeout_s", value)
+
+    @property
+    def timeout_per_image_s(self) -> float:
+        return self._timeout_per_image_s
+
+    @timeout_per_image_s.setter
+    def timeout_per_image_s(self, value) -> None:
+        self._timeout_per_image_s = check_timeout("timeout_per_image_s", value, allow_zero=True)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise OverlayClosed("the overlay driver is closed (its DMA buffers are freed); create a new LeNet5Overlay")
+
     # -------------------------------------------------------------------- control
     def _deadline(self, images: int) -> float:
         return time.monotonic() + self.timeout_s + self.timeout_per_image_s * images
 
     def reset(self) -> None:
         """Reset the DMA (and with it the accelerator), start both channels, check the core is idle."""
+        with self.lock:
+            self._check_open()
+            self._reset()
+
+    def _reset(self) -> None:
         deadline = time.monotonic() + max(self.timeout_s, 0.1)
         self.core.forget()
         self.dma.reset(deadline)
@@ -108,7 +161,7 @@ class StreamRunner:
     def _fail(self, error: AcceleratorError):
         """Reset after a failure; mark the error recovered (or chain the reset's own failure)."""
         try:
-            self.reset()
+            self._reset()
             error.recovered = True
         except AcceleratorError as reset_error:
             error.recovered = False
@@ -194,7 +247,12 @@ class StreamRunner:
 
     # -------------------------------------------------------------------- classify
     def classify(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Classes int64[N] and raw logits int16[N, 10] of uint8 images [N, 28, 28]."""
+        """Classes int64[N] and raw logits int16[N, 10] of uint8 images [N, 28, 28] (thread-safe)."""
+        with self.lock:
+            self._check_open()
+            return self._classify(images)
+
+    def _classify(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = len(images)
         if n == 1:
             return self._classify_one(images)
@@ -278,7 +336,12 @@ class StreamRunner:
 
         The stream goes out in as many MM2S transfers as the length register needs (the
         accelerator reads a fixed number of beats, whatever TLAST says); it is staged in the
-        first input buffer, or in a buffer allocated for it when that is too small."""
+        first input buffer, or in a buffer allocated for it when that is too small (thread-safe)."""
+        with self.lock:
+            self._check_open()
+            return self._send_weights(beats, expected_words, expected_checksum)
+
+    def _send_weights(self, beats: np.ndarray, expected_words: int, expected_checksum: int) -> np.void:
         nbytes = beats.nbytes
         own = nbytes <= self._in[0].nbytes
         buf = self._in[0].reshape(-1)[:nbytes] if own else allocate((nbytes,), np.uint8, target=self._device)
@@ -336,5 +399,11 @@ class StreamRunner:
                                 status=sr, bytes_moved=got, bytes_expected=s2mm.bytes_expected)
 
     def close(self) -> None:
-        for buf in self._in + self._out:
-            getattr(buf, "freebuffer", lambda: None)()  # pynq >= 2.7; older ones free on collection
+        """Free the buffers (waits for a call in progress); later calls raise `OverlayClosed`.
+        Closing twice is harmless."""
+        with self.lock:
+            if self._closed:
+                return
+            self._closed = True
+            for buf in self._in + self._out:
+                getattr(buf, "freebuffer", lambda: None)()  # pynq >= 2.7; older ones free on collection

@@ -1,0 +1,247 @@
+"""Builds that cannot be left half-done (issue 11, part 2): the cpu-float kernel cache and the
+csim library are written under temporary names and renamed, built once under a lock by
+concurrent first uses, rebuilt once when damaged, foreign or lacking symbols, and never crash
+the process; the cache directory is validated with a per-user fallback; the numpy fallback of
+cpu-float says so and `bench` names it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lenet5_pynq import bench, native, sharedlib
+from lenet5_pynq.backends import csim
+from lenet5_pynq.backends.cpu import FloatBackend
+
+REPO = Path(__file__).resolve().parents[1]
+KERNEL = "float_net.c"
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    d = tmp_path / "cache"
+    monkeypatch.setenv("LENET5_CACHE", str(d))
+    monkeypatch.setattr(native, "_warned", set())
+    return d
+
+
+def _env(**extra):
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.update(extra)
+    return env
+
+
+def _built(cache) -> Path:
+    return native.build(KERNEL, native.network_defines())
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return [p.name for p in directory.iterdir() if p.name.endswith(".tmp")]
+
+
+# ----------------------------------------------------------------- the ELF check
+def test_check_elf_names_what_is_wrong(tmp_path, cache):
+    good = _built(cache)
+    assert sharedlib.check_elf(good) is None
+    cases = {"empty": b"", "text": b"hello, not a library\n", "truncated": good.read_bytes()[: good.stat().st_size // 2]}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    assert "empty" in sharedlib.check_elf(tmp_path / "empty")
+    assert "not an ELF" in sharedlib.check_elf(tmp_path / "text")
+    assert "truncated" in sharedlib.check_elf(tmp_path / "truncated")
+    assert sharedlib.check_elf(tmp_path / "nothing") == "missing"
+
+
+# ------------------------------------------------------------- the cpu-float cache
+def test_truncated_cached_library_is_rebuilt_not_a_bus_error(cache):
+    lib = _built(cache)
+    data = lib.read_bytes()
+    lib.write_bytes(data[: len(data) // 3])
+    run = subprocess.run([sys.executable, "-c", "from lenet5_pynq.backends.cpu import FloatBackend; print(FloatBackend().engine)"],
+                         capture_output=True, text=True, env=_env(LENET5_CACHE=str(cache)), timeout=120)
+    assert run.returncode == 0, run.stderr[-800:]
+    assert run.stdout.strip() == "c"
+    assert sharedlib.check_elf(lib) is None
+
+
+@pytest.mark.parametrize("damage", ["empty", "text", "foreign"])
+def test_damaged_or_foreign_library_is_rebuilt_once(cache, damage):
+    lib = _built(cache)
+    if damage == "empty":
+        lib.write_bytes(b"")
+    elif damage == "text":
+        lib.write_text("garbage")
+    else:  # a whole shared object without lenet5_float_forward
+        foreign = cache / "foreign.c"
+        foreign.write_text("int something_else(void) { return 1; }\n")
+        subprocess.run(["cc", "-shared", "-fPIC", str(foreign), "-o", str(lib)], check=True)
+    backend = FloatBackend()
+    assert backend.engine == "c"
+    images = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    assert np.allclose(backend.logits(images), FloatBackend(engine="numpy").logits(images), atol=1e-3)
+
+
+def test_library_still_broken_after_the_rebuild_is_reported(cache, monkeypatch):
+    lib = _built(cache)
+    lib.write_bytes(b"")
+    monkeypatch.setattr(native, "_compile", lambda cc, src, defines, out: (out.write_bytes(b""), out)[1])
+    with pytest.raises(native.BuildError, match=r"empty file.*also after a rebuild"):
+        native.load(KERNEL, native.network_defines())
+    assert FloatBackend().engine == "numpy"  # auto falls back
+
+
+@pytest.mark.parametrize("value", ["", ".", "relative/dir"])
+def test_cache_dir_must_be_absolute(monkeypatch, tmp_path, value):
+    monkeypatch.setenv("LENET5_CACHE", value)
+    monkeypatch.setattr(native, "_warned", set())
+    monkeypatch.setattr(native, "fallback_cache_dir", lambda: tmp_path / "fallback")
+    monkeypatch.setattr(native, "default_cache_dir", lambda: tmp_path / "home-cache")
+    monkeypatch.chdir(tmp_path)
+    got = native.cache_dir()
+    assert got.is_absolute()
+    if value == "":
+        assert got == tmp_path / "home-cache"  # empty means unset
+    else:
+        assert got == tmp_path / "fallback"
+        assert any("is not an absolute path" in w for w in native._warned)
+
+
+def test_uncreatable_cache_falls_back_to_a_private_temporary_cache(monkeypatch, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("LENET5_CACHE", str(blocker / "cache"))
+    monkeypatch.setattr(native, "_warned", set())
+    monkeypatch.setattr(native, "fallback_cache_dir", lambda: tmp_path / "fallback")
+    native.cache_dir()
+    native.cache_dir()
+    err = capsys.readouterr().err
+    assert err.count("cannot be created") == 1 and str(tmp_path / "fallback") in err  # said once
+    assert oct((tmp_path / "fallback").stat().st_mode & 0o777) == oct(0o700)
+    assert native.load(KERNEL, native.network_defines())[1] is not None
+
+
+def test_unusable_cache_gives_the_numpy_fallback_not_a_traceback(monkeypatch, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("LENET5_CACHE", str(blocker / "cache"))
+    monkeypatch.setattr(native, "_warned", set())
+    monkeypatch.setattr(native, "fallback_cache_dir", lambda: blocker / "fallback")
+    backend = FloatBackend()
+    assert backend.engine == "numpy" and backend.label == "cpu-float (numpy)"
+    assert "cpu-float runs on numpy" in capsys.readouterr().err
+
+
+def test_unwritable_cache_at_build_time_falls_back(cache, monkeypatch):
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(native.tempfile, "mkstemp", refuse)
+    with pytest.raises(native.BuildError, match="Permission denied"):
+        native.build(KERNEL, native.network_defines())
+    assert FloatBackend().engine == "numpy"
+
+
+def test_no_compiler_is_said_once_and_bench_names_the_numpy_engine(cache, monkeypatch, capsys):
+    monkeypatch.setattr(native.shutil, "which", lambda name: None)
+    monkeypatch.delenv("CC", raising=False)
+    first, second = FloatBackend(), FloatBackend()
+    assert first.engine == second.engine == "numpy"
+    err = capsys.readouterr().err
+    assert err.count("cpu-float runs on numpy") == 1 and "no C compiler" in err
+    images = np.zeros((4, 28, 28), np.uint8)
+    row = bench.time_backend(first, images, 2, 0.0)
+    assert row["backend"] == "cpu-float (numpy)"
+    assert FloatBackend.name == "cpu-float"
+
+
+def test_failed_compile_leaves_no_temporary_file(cache, monkeypatch):
+    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    with pytest.raises(native.BuildError):
+        native.build(KERNEL, native.network_defines())
+    assert _leftovers(cache) == [] and not list(cache.glob("*.so"))
+
+
+def test_concurrent_first_uses_build_once(cache):
+    code = "from lenet5_pynq.backends.cpu import FloatBackend; import sys; sys.exit(FloatBackend().engine != 'c')"
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=_env(LENET5_CACHE=str(cache)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    results = [(p.wait(120), p.stderr.read().decode()[-500:]) for p in procs]
+    assert all(rc == 0 for rc, _ in results), results
+    assert len(list(cache.glob("float_net-*.so"))) == 1
+    assert _leftovers(cache) == []
+
+
+# ------------------------------------------------------------------- the csim library
+def test_makefile_links_every_target_to_a_temporary_name():
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    run = subprocess.run(["make", "-n", "-B", "-C", str(REPO / "hls_src"), "lib", "csim", f"PYTHON={sys.executable}"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-800:]
+    compiles = [ln for ln in run.stdout.splitlines() if ln.startswith(("g++", "c++")) or " -o " in ln and "g++" in ln]
+    assert compiles
+    for line in compiles:
+        out = line.split(" -o ")[1].split()[0]
+        assert out.endswith(".tmp") and "&& mv -f" in line and "rm -f" in line, line
+
+
+@pytest.fixture
+def hls_copy(tmp_path, monkeypatch):
+    """A copy of hls_src with its up-to-date build (so only the link is redone), csim pointed at it."""
+    if csim.build() is None or sharedlib.check_elf(csim.LIBRARY) is not None:
+        pytest.skip("no csim library to copy")
+    root = tmp_path / "repo"
+    root.mkdir()
+    shutil.copytree(REPO / "hls_src", root / "hls_src", symlinks=True, copy_function=shutil.copy2)
+    (root / "lenet5_pynq").symlink_to(REPO / "lenet5_pynq")
+    monkeypatch.setattr(csim, "HLS_SRC", root / "hls_src")
+    monkeypatch.setattr(csim, "LIBRARY", root / "hls_src" / "build" / "liblenet5_csim.so")
+    monkeypatch.setattr(csim, "_lib", None)
+    monkeypatch.delenv(csim.ENV_LIB, raising=False)
+    return root / "hls_src"
+
+
+def _newer(path: Path) -> None:
+    st = path.stat()
+    os.utime(path, (st.st_atime + 100, st.st_mtime + 100))
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "text"])
+def test_damaged_csim_library_that_make_takes_as_current_is_rebuilt(hls_copy, damage):
+    lib = hls_copy / "build" / "liblenet5_csim.so"
+    data = lib.read_bytes()
+    lib.write_bytes({"empty": b"", "truncated": data[: len(data) // 2], "text": b"not a library"}[damage])
+    _newer(lib)  # newer than its inputs: make alone would call it current
+    ffi, handle = csim.library()
+    assert ffi.string(handle.lenet5_csim_vlnv())
+    assert sharedlib.check_elf(lib) is None
+    assert not list((hls_copy / "build").glob("*.tmp"))
+
+
+def test_prebuilt_csim_library_that_is_damaged_is_reported(tmp_path, monkeypatch):
+    bad = tmp_path / "liblenet5_csim.so"
+    bad.write_bytes(b"")
+    monkeypatch.setenv(csim.ENV_LIB, str(bad))
+    monkeypatch.setattr(csim, "_lib", None)
+    with pytest.raises(csim.BackendUnavailable, match=r"liblenet5_csim.so: empty file"):
+        csim.library()
+
+
+def test_concurrent_first_csim_uses_all_succeed(hls_copy):
+    (hls_copy / "build" / "liblenet5_csim.so").unlink()
+    code = ("import sys; from pathlib import Path; from lenet5_pynq.backends import csim; "
+            f"csim.HLS_SRC = Path({str(hls_copy)!r}); csim.LIBRARY = csim.HLS_SRC / 'build' / 'liblenet5_csim.so'; "
+            "ffi, lib = csim.library(); print(ffi.string(lib.lenet5_csim_vlnv()).decode())")
+    env = _env()
+    env.pop(csim.ENV_LIB, None)
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(3)]
+    results = [(p.wait(300), p.stderr.read().decode()[-500:]) for p in procs]
+    assert all(rc == 0 for rc, _ in results), results
+    assert not list((hls_copy / "build").glob("*.tmp"))
