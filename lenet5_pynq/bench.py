@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backends, mnist
+from . import backends, cli_types, mnist, progress
 from .atomic import OutputError, atomic_write, check_writable, write_text
 
 DEFAULT_BACKENDS = "cpu,cpu-float,keras"
@@ -88,23 +88,31 @@ def _is_gpu(name: str) -> bool:
     return name.startswith(("gpu", "torch"))
 
 
-def run(names: list[str], batches: list[int], mnist_dir=None, min_seconds=MIN_SECONDS, log=print) -> list[dict]:
+def run(names: list[str], batches: list[int], mnist_dir=None, min_seconds=MIN_SECONDS, log=print,
+        quiet: bool = False) -> list[dict]:
+    """Rows of every backend and batch; a progress bar over the host points on stderr (a
+    terminal, not `quiet`)."""
     rows: list[dict] = []
     host_names = [n for n in names if not _is_gpu(n)]
     gpu_names = [n for n in names if _is_gpu(n)]
     if host_names:
         images = _images(max(batches), mnist_dir)
-        for name in host_names:
-            try:
-                backend = backends.load_backend(name, verbose=False)
-            except backends.BackendUnavailable as e:
-                log(f"skipped {name}: {e}")
-                continue
-            with backend:
-                for batch in batches:
-                    row = time_backend(backend, images, batch, min_seconds)
-                    log(f"  {row['backend']:14s} batch {batch:>8d}: {row['us_per_image']:10.2f} us/image")
-                    rows.append(row)
+        with progress.bar(total=len(host_names) * len(batches), desc="bench", unit="point", quiet=quiet,
+                          leave=False) as bar:
+            for name in host_names:
+                try:
+                    backend = backends.load_backend(name, verbose=False)
+                except backends.BackendUnavailable as e:
+                    log(f"skipped {name}: {e}")
+                    bar.update(len(batches))
+                    continue
+                with backend:
+                    for batch in batches:
+                        bar.set_postfix_str(f"{name} batch {batch}")
+                        row = time_backend(backend, images, batch, min_seconds)
+                        log(f"  {row['backend']:14s} batch {batch:>8d}: {row['us_per_image']:10.2f} us/image")
+                        rows.append(row)
+                        bar.update(1)
     if gpu_names:
         try:
             from . import gpu_bench
@@ -175,27 +183,21 @@ def plot_path(path) -> Path:
 MAX_BATCH = 1_000_000  # the images are held in memory: 784 MB at this size
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"batch sizes must be positive: {text!r}")
-    if max(values) > MAX_BATCH:
-        raise argparse.ArgumentTypeError(f"batch size {max(values)} is more than {MAX_BATCH:,} images")
-    return values
+_int_list = cli_types.positive_int_list(MAX_BATCH, "batch sizes")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lenet5_pynq.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--backends", default=DEFAULT_BACKENDS, help="comma-separated (default: %(default)s)")
+    parser.add_argument("--backends", default=DEFAULT_BACKENDS, type=cli_types.backend_list(),
+                        help="comma-separated (default: %(default)s)")
     parser.add_argument("--batches", type=_int_list, default=_int_list(DEFAULT_BATCHES), help="default: " + DEFAULT_BATCHES)
-    parser.add_argument("--peer", default="keras", help="comma-separated backends the ratios are against (default: %(default)s)")
+    parser.add_argument("--peer", default="keras", type=cli_types.backend_list(), help="comma-separated backends the ratios are against (default: %(default)s)")
     parser.add_argument("--mnist", help="MNIST directory for the images (default: $LENET5_MNIST or ../shared/mnist)")
-    parser.add_argument("--min-seconds", type=float, default=MIN_SECONDS, help="time spent per point")
+    parser.add_argument("--min-seconds", type=cli_types.nonnegative_float, default=MIN_SECONDS,
+                        help="time spent per point (0: the minimum of three calls)")
     parser.add_argument("--json", metavar="FILE", help="write the rows as JSON ('-' for stdout)")
     parser.add_argument("--plot", metavar="FILE.png", help="latency and throughput against batch size")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
     # Outputs are checked before the benchmark, not after it.
     if args.plot and Path(args.plot).is_dir():
@@ -206,20 +208,16 @@ def main(argv=None) -> int:
                 check_writable(path, option)
             except OutputError as e:
                 parser.error(str(e))
-    names = [n for n in args.backends.split(",") if n]
-    known = backends.names()
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        parser.error(f"unknown backend {unknown[0]!r}; choose from {', '.join(known)}")
+    names = args.backends  # checked by argparse: known names
     quiet = args.json == "-"
     log = (lambda *a: print(*a, file=sys.stderr)) if quiet else print
     log(f"machine: {machine()}")
     try:
-        rows = run(names, args.batches, args.mnist, args.min_seconds, log)
+        rows = run(names, args.batches, args.mnist, args.min_seconds, log, quiet=args.quiet)
     except mnist.MnistFormatError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    peers = [p for p in args.peer.split(",") if p]
+    peers = args.peer
     add_ratios(rows, peers)
     if args.json:
         text = json.dumps(rows, indent=1)

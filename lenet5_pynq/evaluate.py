@@ -15,13 +15,35 @@ import time
 
 import numpy as np
 
-from . import backends, mnist
+from . import backends, cli_types, mnist, progress
 
 
-def evaluate(backend, images: np.ndarray, labels: np.ndarray, golden=None) -> dict:
-    start = time.perf_counter()
-    result = backend.predict(images)
-    seconds = time.perf_counter() - start
+CHUNK = 2000  # images per predict call: the steps of the progress bar
+
+
+def _predict(backend, images: np.ndarray, desc: str, quiet: bool) -> tuple[backends.Prediction, float]:
+    """The backend's prediction of `images` in chunks of CHUNK (a progress bar on stderr), and
+    the seconds spent in its predict calls."""
+    if len(images) == 0:
+        start = time.perf_counter()
+        return backend.predict(images), time.perf_counter() - start
+    parts, seconds = [], 0.0
+    with progress.bar(total=len(images), desc=desc, quiet=quiet, leave=False) as bar:
+        for start_index in range(0, len(images), CHUNK):
+            chunk = images[start_index : start_index + CHUNK]
+            start = time.perf_counter()
+            parts.append(backend.predict(chunk))
+            seconds += time.perf_counter() - start
+            bar.update(len(chunk))
+    joined = backends.Prediction(np.concatenate([p.classes for p in parts]), np.concatenate([p.logits for p in parts]),
+                                 parts[0].logit_scale)
+    return joined, seconds
+
+
+def evaluate(backend, images: np.ndarray, labels: np.ndarray, golden=None, quiet: bool = False) -> dict:
+    """Accuracy and agreement with the golden model (see the module); a progress bar on stderr
+    when it is a terminal and not `quiet`."""
+    result, seconds = _predict(backend, images, backend.name, quiet)
     report = {
         "backend": backend.name,
         "images": int(len(images)),
@@ -33,7 +55,7 @@ def evaluate(backend, images: np.ndarray, labels: np.ndarray, golden=None) -> di
         report["golden"] = "this backend is the golden model"
     else:
         golden = golden or backends.load_backend("cpu")
-        reference = golden.predict(images)
+        reference, _ = _predict(golden, images, "golden model", quiet)
         report["same_class_as_golden"] = int((result.classes == reference.classes).sum())
         if backend.exact:
             same = np.all(result.logits == reference.logits, axis=1) & (result.classes == reference.classes)
@@ -54,13 +76,13 @@ def format_report(r: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lenet5_pynq.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--backend", default="auto", help=f"one of {', '.join(backends.names())}")
+    parser.add_argument("--backend", default="auto", type=cli_types.backend_name(),
+                        help=f"one of {', '.join(backends.names())}")
     parser.add_argument("--mnist", help="MNIST directory (default: $LENET5_MNIST or ../shared/mnist)")
-    parser.add_argument("--limit", type=int, help="only the first N test images")
+    parser.add_argument("--limit", type=cli_types.positive_int, help="only the first N test images")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
-    if args.limit is not None and args.limit < 1:
-        parser.error("--limit must be at least 1")
     try:
         images, labels = mnist.load(args.mnist, "test")
         backend = backends.load_backend(args.backend)
@@ -70,7 +92,7 @@ def main(argv=None) -> int:
     if args.limit:
         images, labels = images[: args.limit], labels[: args.limit]
     with backend:
-        report = evaluate(backend, images, labels)
+        report = evaluate(backend, images, labels, quiet=args.quiet)
     print(json.dumps(report) if args.json else format_report(report))
     return 0
 

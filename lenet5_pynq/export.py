@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import fixedspec, golden, hls_config, hls_stream, mnist, network, weights
+from . import cli_types, fixedspec, golden, hls_config, hls_stream, mnist, network, weights
 from .atomic import OutputError, check_outside_package, check_writable, write_bytes, write_text
 from .fixedspec import QuantizedLayer
 
@@ -299,7 +299,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("golden", help="test images and golden results for the testbench")
     p.add_argument("--out", required=True, help="directory (hls_src/build/golden; not committed)")
     p.add_argument("--mnist", help="MNIST directory (default: $LENET5_MNIST or ../shared/mnist)")
-    p.add_argument("--count", type=int, help="only the first COUNT test images")
+    p.add_argument("--count", type=cli_types.positive_int, help="only the first COUNT test images")
     weight_options(p)
 
     p = sub.add_parser("weight-stream", help="the weight-load (mode 1) stream of a weight set")
@@ -308,8 +308,6 @@ def main(argv=None) -> int:
     weight_options(p)
 
     args = parser.parse_args(argv)
-    if getattr(args, "count", None) is not None and args.count < 1:
-        parser.error("--count must be at least 1")
     # Outputs are checked before the work: a directory that exists or can be made, or a file.
     try:
         if args.command == "weight-stream":

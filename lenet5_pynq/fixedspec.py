@@ -18,16 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import network, weights
+from . import network, validation, weights
 from .fixedpoint import FixedFormat, from_float
+from .validation import SpecError  # noqa: F401 - the spec's error, raised by the validation layer
 
 SHIPPED = weights.DATA_DIR / "fixed_spec.json"
 FORMAT_VERSION = 1
 TENSORS = ("kernel", "bias", "accum", "output")
-
-
-class SpecError(ValueError):
-    """The spec file is missing, malformed, or does not belong to the weights."""
 
 
 @dataclass(frozen=True)
@@ -73,22 +70,21 @@ class FixedSpec:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "spec") -> "FixedSpec":
-        try:
-            if d.get("format_version") != FORMAT_VERSION:
-                raise SpecError(f"{source}: format_version {d.get('format_version')}, expected {FORMAT_VERSION}")
-            layers = {
-                layer.name: LayerFormats(**{t: FixedFormat.from_dict(d["layers"][layer.name][t]) for t in TENSORS})
-                for layer in network.LAYERS
-            }
-            spec = cls(FixedFormat.from_dict(d["input"]), layers, d.get("weights_sha256", ""), d.get("meta", {}))
-        except (KeyError, TypeError, ValueError) as e:
-            if isinstance(e, SpecError):
-                raise
-            raise SpecError(f"{source}: malformed fixed-point spec ({type(e).__name__}: {e})") from None
+        """A spec from its JSON document, checked field by field (`validation.check_spec_dict`)."""
+        input_format, formats = validation.check_spec_dict(d, source, FORMAT_VERSION)
+        layers = {name: LayerFormats(**f) for name, f in formats.items()}
+        spec = cls(input_format, layers, d.get("weights_sha256", ""), dict(d.get("meta", {})))
         spec.validate(source)
         return spec
 
     def validate(self, source: str = "spec") -> None:
+        # Types and ranges of every format (a spec built in Python skips from_dict), then the datapath.
+        validation.check_format(self.input.to_dict(), f"{source}: input")
+        for layer in network.LAYERS:
+            if not isinstance(self.layers.get(layer.name), LayerFormats):
+                raise SpecError(f"{source}: layers.{layer.name} is missing")
+            for tensor in TENSORS:
+                validation.check_format(getattr(self.layers[layer.name], tensor).to_dict(), f"{source}: layers.{layer.name}.{tensor}")
         if self.input.frac_bits != network.PIXEL_FRAC_BITS or self.input.width != 8 or self.input.signed:
             raise SpecError(f"{source}: input must be the pixel byte, ap_ufixed<8, {8 - network.PIXEL_FRAC_BITS}>")
         for layer in network.LAYERS:

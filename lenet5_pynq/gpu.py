@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import network
+from . import cli_types, network
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_DIR = ROOT / "gpu_ref"
@@ -494,8 +494,9 @@ def main(argv=None) -> int:
     h = sub.add_parser("header", help="write gpu_ref/generated/lenet5_shapes.h from network.py")
     h.add_argument("--check", action="store_true", help="only check that it is up to date")
     b = sub.add_parser("build", help="compile gpu_ref/ with nvcc")
-    b.add_argument("--arch", action="append", help=f"sm_XY (repeatable); default {' '.join(ARCHS)}")
-    b.add_argument("--out", type=Path, default=BUILD_DIR)
+    b.add_argument("--arch", action="append", type=cli_types.matching(r"(sm|compute)_\d{2,3}[a-z]?", "an sm_XY architecture"),
+                   help=f"sm_XY (repeatable); default {' '.join(ARCHS)}")
+    b.add_argument("--out", type=cli_types.directory, default=BUILD_DIR)
     sub.add_parser("check-header", help="check that the CFFI declarations match the C header")
     sub.add_parser("info", help="library, driver and card")
     args = ap.parse_args(argv)
@@ -510,7 +511,7 @@ def main(argv=None) -> int:
     if args.cmd == "build":
         try:
             print(build(args.out, tuple(args.arch) if args.arch else ARCHS))
-        except (FileNotFoundError, RuntimeError) as e:
+        except (OSError, RuntimeError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         return 0

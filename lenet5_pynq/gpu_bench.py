@@ -201,17 +201,19 @@ def table(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lenet5_pynq.gpu_bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--backends", default="gpu,gpu-float,torch,torch-fp16,torch-compile")
-    ap.add_argument("--batches", default=",".join(str(b) for b in DEFAULT_BATCHES))
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--where", default=",".join(WHERES))
+    from . import backends, cli_types
+
+    gpu_names = [n for n in backends.names() if n.startswith(("gpu", "torch"))]
+    ap.add_argument("--backends", default="gpu,gpu-float,torch,torch-fp16,torch-compile",
+                    type=cli_types.backend_list(gpu_names), help="comma-separated, of " + ", ".join(gpu_names))
+    ap.add_argument("--batches", default=DEFAULT_BATCHES, type=cli_types.positive_int_list(what="batch sizes"),
+                    help="comma-separated (default: " + ",".join(str(b) for b in DEFAULT_BATCHES) + ")")
+    ap.add_argument("--repeats", type=cli_types.positive_int, default=7)
+    ap.add_argument("--where", default=WHERES, type=cli_types.choice_list(WHERES, "place"),
+                    help="comma-separated, of " + ", ".join(WHERES))
     ap.add_argument("--json", help="write the rows (and the environment) to this file")
     args = ap.parse_args(argv)
-    names = [n for n in args.backends.split(",") if n]
-    batches = [int(b) for b in args.batches.split(",") if b]
-    wheres = tuple(w for w in args.where.split(",") if w)
-    if set(wheres) - set(WHERES):
-        ap.error(f"--where takes {', '.join(WHERES)}")
+    names, batches, wheres = args.backends, list(args.batches), tuple(args.where)
     env = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "python": sys.version.split()[0]}
     try:
         import torch

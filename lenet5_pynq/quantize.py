@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import fixedspec, mnist, network, weights
+from . import cli_types, fixedspec, mnist, network, weights
 from .atomic import OutputError, check_outside_package, check_writable
 from .fixedpoint import FixedFormat, bits_for, from_float
 from .fixedspec import FixedSpec, LayerFormats
@@ -74,7 +74,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lenet5_pynq.quantize", description=__doc__.split("\n")[0])
     parser.add_argument("--weights", default=str(weights.SHIPPED), help="float weights .npz (default: shipped)")
     parser.add_argument("--mnist", help="MNIST directory (default: $LENET5_MNIST or ../shared/mnist)")
-    parser.add_argument("--calibration", type=int, default=CALIBRATION_IMAGES, help="training images measured")
+    parser.add_argument("--calibration", type=cli_types.positive_int, default=CALIBRATION_IMAGES,
+                        help="training images measured")
     parser.add_argument("--out", help="spec file, or a directory for fixed_spec.json (default: beside the weights)")
     args = parser.parse_args(argv)
     out = Path(args.out) if args.out else Path(args.weights).with_name("fixed_spec.json")
@@ -94,7 +95,11 @@ def main(argv=None) -> int:
         return 2
     if not 1 <= args.calibration <= len(images):
         parser.error(f"--calibration must be 1..{len(images)}")
-    spec = choose_spec(params, images[: args.calibration], fixedspec.file_sha256(args.weights))
+    try:
+        spec = choose_spec(params, images[: args.calibration], fixedspec.file_sha256(args.weights))
+    except ValueError as e:  # SpecError, or a FixedFormat too wide: activations beyond any format
+        print(f"error: {args.weights}: no fixed-point formats hold this network: {e}", file=sys.stderr)
+        return 2
     try:
         fixedspec.save(spec, out)
     except OutputError as e:

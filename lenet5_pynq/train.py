@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import mnist, network, weights
+from . import cli_types, mnist, network, progress, weights
 
 
 def build_model(keras, dropout: float = 0.0, rescale: bool = True):
@@ -117,22 +117,26 @@ def train(
     return model_weights(model), meta
 
 
+def keras_verbosity(quiet: bool) -> int:
+    """Keras's `verbose` for fit: 0 with --quiet, its bar (1) on a terminal, a line per epoch (2)
+    in a log."""
+    if quiet:
+        return 0
+    return 1 if progress.enabled(file=sys.stdout) else 2
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lenet5_pynq.train", description=__doc__.split("\n")[0])
     parser.add_argument("--mnist", required=True, help="directory holding the MNIST IDX files")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--limit", type=int, help="train on the first N training images only")
+    parser.add_argument("--epochs", type=cli_types.positive_int, default=30)
+    parser.add_argument("--seed", type=cli_types.int_at_least(0), default=1)
+    parser.add_argument("--batch-size", type=cli_types.positive_int, default=128)
+    parser.add_argument("--limit", type=cli_types.positive_int,
+                        help="train on the first N training images only (leave it out for every image)")
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--out", default="weights.npz", help="output .npz (default: %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="no Keras progress output (verbose=0)")
     args = parser.parse_args(argv)
-    if args.epochs < 1:
-        parser.error("--epochs must be at least 1")
-    if args.batch_size < 1:
-        parser.error("--batch-size must be at least 1")
-    if args.limit is not None and args.limit < 1:
-        parser.error("--limit must be at least 1 (leave it out to train on every image)")
     from .atomic import OutputError, check_outside_package, check_writable
 
     try:  # before the training, not after it
@@ -145,7 +149,8 @@ def main(argv=None) -> int:
         print("error: training needs tensorflow: pip install -e '.[train]'", file=sys.stderr)
         return 2
     try:
-        params, meta = train(args.mnist, args.epochs, args.seed, args.batch_size, args.limit, not args.no_augment)
+        params, meta = train(args.mnist, args.epochs, args.seed, args.batch_size, args.limit, not args.no_augment,
+                             verbose=keras_verbosity(args.quiet))
     except mnist.MnistFormatError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

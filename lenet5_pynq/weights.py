@@ -5,49 +5,51 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from . import network
+from . import network, validation
+from .validation import WeightsError  # noqa: F401 - the weights' error, raised by the validation layer
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SHIPPED = DATA_DIR / "weights.npz"
 
 
-class WeightsError(ValueError):
-    """A weight archive is missing a tensor or has one of the wrong shape."""
-
-
-def check(params: dict[str, np.ndarray], source: str = "weights") -> None:
-    for shape in network.layer_shapes():
-        for part, expected in (("kernel", shape.weight_shape), ("bias", shape.bias_shape)):
-            key = f"{shape.layer.name}/{part}"
-            if key not in params:
-                raise WeightsError(f"{source}: missing {key}")
-            if tuple(params[key].shape) != expected:
-                raise WeightsError(f"{source}: {key} has shape {tuple(params[key].shape)}, expected {expected}")
-            if not np.all(np.isfinite(params[key])):
-                raise WeightsError(f"{source}: {key} holds NaN or infinity")
+def check(params, source: str = "weights") -> dict[str, np.ndarray]:
+    """The weight set as float32 arrays, checked by `validation.check_params` (a mapping with
+    every tensor, real numbers of the right shapes, finite and representable); WeightsError,
+    naming the tensor, otherwise.  Every `params=` of the package goes through here."""
+    return validation.check_params(params, source)
 
 
 def load(path: str | os.PathLike | None = None) -> tuple[dict[str, np.ndarray], dict]:
     path = Path(path) if path is not None else SHIPPED
+    if path.is_dir():
+        raise WeightsError(f"{path}: is a directory, not a weight archive")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            params = {k: archive[k].astype(np.float32) for k in network.parameter_names() if k in archive}
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive")
+        with archive:
+            params = {k: archive[k] for k in network.parameter_names() if k in archive}
             meta = json.loads(str(archive["meta"])) if "meta" in archive else {}
-    except (OSError, ValueError) as e:
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no such weight archive") from None
+    except EOFError:
+        raise WeightsError(f"{path}: empty file, not a weight archive") from None
+    except (OSError, ValueError, zipfile.BadZipFile, KeyError) as e:
         raise WeightsError(f"{path}: not a readable weight archive ({e})") from None
-    check(params, str(path))
-    return params, meta
+    if not isinstance(meta, dict):
+        meta = {"meta": meta}
+    return check(params, str(path)), meta
 
 
 def save(path: str | os.PathLike, params: dict[str, np.ndarray], meta: dict | None = None) -> None:
     """Write atomically, so a failed run leaves no half-written archive."""
-    check(params)
+    arrays = check(params)
     path = Path(path)
-    arrays = {k: np.asarray(params[k], np.float32) for k in network.parameter_names()}
     arrays["meta"] = np.array(json.dumps(meta or {}, sort_keys=True))
     from .atomic import atomic_write
 

@@ -45,7 +45,7 @@ def test_evaluate_counts_bit_differences(mnist_test):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--backend", "tpu"], "unknown backend 'tpu'"),
+        # an unknown --backend is a usage error now (tests/test_arguments.py)
         (["--mnist", "/nonexistent/mnist"], "/nonexistent/mnist: not a directory"),
     ],
 )
@@ -59,7 +59,7 @@ def test_evaluate_bad_arguments(args, message, capsys, tiny_mnist):
 
 def test_evaluate_bad_limit_exits_2():
     run = subprocess.run([sys.executable, "-m", "lenet5_pynq.evaluate", "--limit", "0"], capture_output=True, text=True)
-    assert run.returncode == 2 and "--limit must be at least 1" in run.stderr
+    assert run.returncode == 2 and "argument --limit: must be at least 1" in run.stderr
 
 
 def test_auto_says_what_it_picked(capsys):

@@ -77,8 +77,8 @@ class FloatBackend(Backend):
     name = "cpu-float"
 
     def __init__(self, weights_path=None, params=None, engine: str = "auto"):
-        if params is None:
-            params, _ = weights.load(weights_path)
+        # `params=` goes through the same checks as an archive (shapes, finite, representable)
+        params = weights.load(weights_path)[0] if params is None else weights.check(params, "params")
         self._numpy = NumpyFloatModel(params)
         self._lib = None
         if engine not in ("auto", "c", "numpy"):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import fixedspec, hls_stream, network, sharedlib, weights
+from .. import fixedspec, hls_stream, network, progress, sharedlib, validation, weights
 from ..atomic import file_lock
 from .base import Backend, BackendUnavailable, Prediction, check_images
 
@@ -182,15 +182,30 @@ class CsimBackend(Backend):
         with lock:
             library()
 
-    def load_weights(self, weights_path=None, spec_path=None, params=None) -> np.void:
+    def load_weights(self, weights_path=None, spec_path=None, params=None, allow_saturation: bool = False) -> np.void:
         """Load a weight set into the simulated fabric through the mode-1 stream (what the board
         driver does over DMA): a float .npz quantized with the spec, or float `params` (a dict of
-        Keras-layout arrays) quantized with it.  The spec's formats must match the built ones."""
+        Keras-layout arrays) quantized with it.  The spec's formats must match the built ones.
+
+        Raises `weights.WeightsError` for a set that fails the checks of `validation` or (unless
+        `allow_saturation`) lies beyond the spec's formats, `fixedspec.SpecError` for a spec
+        whose formats differ; nothing is sent then."""
         spec = fixedspec.load(spec_path) if spec_path is not None else self.spec
-        if spec.to_dict()["layers"] != self.spec.to_dict()["layers"]:
-            raise ValueError("the spec's formats differ from those the accelerator was built with")
+        for layer in network.LAYERS:
+            for tensor in fixedspec.TENSORS:
+                a, b = getattr(spec.layers[layer.name], tensor), getattr(self.spec.layers[layer.name], tensor)
+                if a != b:
+                    raise fixedspec.SpecError(f"{spec_path}: layers.{layer.name}.{tensor} is {a.ctype()}, the "
+                                              f"accelerator was built with {b.ctype()}")
         if params is None:
             params, _ = weights.load(weights_path)
+            source = str(weights_path if weights_path is not None else weights.SHIPPED)
+        else:
+            params, source = weights.check(params, "params"), "params"
+        clipped = validation.saturated(params, spec.layers)
+        if clipped and not allow_saturation:
+            raise weights.WeightsError(f"{source}: {'; '.join(clipped)} (they would saturate; pass "
+                                       "allow_saturation=True to accept)")
         stream = hls_stream.pack_weight_stream(fixedspec.quantize_params(params, spec))
         with lock:
             ack = load_stream(stream)
@@ -202,9 +217,11 @@ class CsimBackend(Backend):
         images = check_images(images)
         classes = np.empty(len(images), np.int64)
         logits = np.empty((len(images), network.NUM_CLASSES), np.int16)
-        with lock:
+        # A bar (stderr, a terminal) only for runs of several chunks: evaluate's own chunks are smaller.
+        with lock, progress.bar(total=len(images), desc="csim", quiet=len(images) <= CHUNK, leave=False) as bar:
             ensure_weights(self._stream)
             for start in range(0, len(images), CHUNK):
                 c, l = classify_beats(images[start : start + CHUNK])
                 classes[start : start + CHUNK], logits[start : start + CHUNK] = c, l
+                bar.update(len(c))
         return Prediction(classes, logits, self.logit_scale)

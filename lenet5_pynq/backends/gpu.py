@@ -25,8 +25,8 @@ def open_network(mode: str, weights_path=None, spec_path=None, device: int = 0, 
         raise BackendUnavailable(str(e)) from None
     except gpu.GpuError as e:
         raise BackendUnavailable(f"no usable GPU: {e}") from None
-    if mode in ("float", "both") and params is None:
-        params, _ = weights.load(weights_path)
+    if mode in ("float", "both"):
+        params = weights.load(weights_path)[0] if params is None else weights.check(params, "params")
     if mode in ("fixed", "both") and quantized is None:
         quantized, _ = fixedspec.load_quantized(weights_path, spec_path)
     return gpu.GpuNetwork(

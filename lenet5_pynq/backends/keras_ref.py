@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import weights
+from .. import network, weights
 from .base import Backend, BackendUnavailable, Prediction, check_images
 
 
@@ -37,8 +37,11 @@ class KerasBackend(Backend):
 
     def predict(self, images) -> Prediction:
         x = check_images(images)[..., None].astype(np.float32)
+        if len(x) == 0:  # predict() cannot make a batch of nothing; the answer is known
+            return Prediction(np.empty(0, np.int64), np.empty((0, network.NUM_CLASSES), np.float32), 1.0)
         if self.direct:
             logits = np.asarray(self.model(x, training=False))
         else:
-            logits = self.model.predict(x, batch_size=min(len(x), 10000) or 1, verbose=0)
-        return Prediction(logits.argmax(axis=1), logits, 1.0)
+            logits = self.model.predict(x, batch_size=min(len(x), 10000), verbose=0)
+        logits = np.asarray(logits, np.float32)
+        return Prediction(logits.argmax(axis=1).astype(np.int64), logits, 1.0)

@@ -79,8 +79,7 @@ class TorchBackend(Backend):
                  device: int = 0, params=None):  # fmt: skip
         torch = _torch()
         self.torch = torch
-        if params is None:
-            params, _ = weights.load(weights_path)
+        params = weights.load(weights_path)[0] if params is None else weights.check(params, "params")
         self.name = "torch-compile" if compile else ("torch" if dtype == "float32" else f"torch-{dtype.replace('float', 'fp')}")
         self.dtype = getattr(torch, dtype)
         if self.dtype == torch.float32:

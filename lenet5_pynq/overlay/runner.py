@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from pynq import allocate
 
-from .. import hls_stream, network
+from .. import hls_stream, network, progress
 from .core import LeNet5Core
 from .dma import DMASR_ERRORS, DMASR_HALTED, DMASR_IDLE, AxiDma, describe_status
 from .errors import AcceleratorError, DmaError, DmaTimeout, OverlayClosed, ShortTransfer, WeightLoadError
@@ -267,6 +267,8 @@ class StreamRunner:
         c = self.chunk_images
         chunks = [(s, min(s + c, n)) for s in range(0, n, c)]
         timing.chunks = len(chunks)
+        # Runs of several chunks show a bar on stderr (a terminal only; `progress.quiet()` silences it).
+        bar = progress.bar(total=n, desc="fabric", quiet=len(chunks) <= 1, leave=False)
         try:
             t = time.perf_counter()
             self._stage(0, flat[chunks[0][0]: chunks[0][1]])
@@ -298,8 +300,11 @@ class StreamRunner:
                 classes[s:e] = rec["cls"]
                 logits[s:e] = rec["logits"]
                 timing.copy_out_s += time.perf_counter() - t
+                bar.update(count)
         except AcceleratorError as e:
             self._fail(e)
+        finally:
+            bar.close()
         timing.total_s = time.perf_counter() - t_start
         self.last_timing = timing
         return classes, logits

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import fixedspec, hls_stream, network, weights
+from .. import fixedspec, hls_stream, network, validation, weights
 from .errors import WeightFormatError
 
 
@@ -42,15 +42,7 @@ def _check_formats(spec: fixedspec.FixedSpec, fabric: fixedspec.FixedSpec, sourc
 
 
 def _saturated(params: dict, fabric: fixedspec.FixedSpec) -> list[str]:
-    out = []
-    for layer in network.LAYERS:
-        f = fabric.layers[layer.name]
-        for tensor, fmt in (("kernel", f.kernel), ("bias", f.bias)):
-            scaled = np.ldexp(np.asarray(params[f"{layer.name}/{tensor}"], np.float64), fmt.frac_bits)
-            n = int(((scaled > fmt.max_raw + 0.5) | (scaled < fmt.min_raw - 0.5)).sum())
-            if n:
-                out.append(f"{n} of {scaled.size} values of {layer.name}/{tensor} beyond {fmt.ctype()}")
-    return out
+    return validation.saturated(params, fabric.layers)
 
 
 def prepare_weights(source, spec=None, allow_saturation: bool = False) -> WeightSet:
@@ -76,12 +68,22 @@ def prepare_weights(source, spec=None, allow_saturation: bool = False) -> Weight
     """
     fabric = fabric_spec()
     if spec is not None:
-        spec_obj = spec if isinstance(spec, fixedspec.FixedSpec) else fixedspec.load(spec)
+        try:
+            spec_obj = spec if isinstance(spec, fixedspec.FixedSpec) else fixedspec.load(spec)
+        except fixedspec.SpecError as e:
+            raise WeightFormatError(str(e)) from None
         _check_formats(spec_obj, fabric, "spec")
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.suffix == ".bin":
-            beats = np.fromfile(path, dtype="<u8")
+            try:
+                size = path.stat().st_size
+                if not path.is_file() or size % 8:
+                    raise WeightFormatError(f"{path}: {'not a file' if not path.is_file() else f'{size} bytes'}, "
+                                            "a weight-load stream is whole 8-byte beats")
+                beats = np.fromfile(path, dtype="<u8")
+            except OSError as e:
+                raise WeightFormatError(f"{path}: cannot read the weight-load stream ({e.strerror or e})") from None
             expected = hls_stream.weight_stream_beats()
             if len(beats) != expected:
                 raise WeightFormatError(f"{path}: {len(beats)} beats, a weight-load stream has {expected}")
@@ -99,9 +101,8 @@ def prepare_weights(source, spec=None, allow_saturation: bool = False) -> Weight
             raise WeightFormatError(str(e)) from None
         name = str(path)
     elif isinstance(source, dict):
-        params = {k: np.asarray(v, np.float32) for k, v in source.items()}
         try:
-            weights.check(params, "weights")
+            params = weights.check(source, "weights")
         except weights.WeightsError as e:
             raise WeightFormatError(str(e)) from None
         name = "arrays"
