@@ -29,7 +29,7 @@ import math
 import sys
 from dataclasses import asdict, dataclass, field
 
-from . import area, cyclesim, fixedspec, hls_config, hls_stream, network
+from . import area, cli_types, cyclesim, fixedspec, hls_config, hls_stream, network
 
 WORD_BITS = 16  # weight, bias and activation words (the spec's formats are at most this wide)
 SIM_IMAGES = 8  # images in the simulated batch: enough for the interval to settle
@@ -356,10 +356,9 @@ def table(b: Budget | None = None) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lenet5_pynq.budget", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print the budget as JSON")
-    parser.add_argument("--images", type=int, default=SIM_IMAGES, help=f"images in the simulated batch (default {SIM_IMAGES})")
+    parser.add_argument("--images", type=cli_types.int_at_least(2), default=SIM_IMAGES,
+                        help=f"images in the simulated batch, at least 2 for an interval (default {SIM_IMAGES})")
     args = parser.parse_args(argv)
-    if args.images < 2:
-        parser.error("--images must be at least 2 (the interval needs two images)")
     try:
         b = compute(args.images)
     except area.AreaUnavailable as e:
