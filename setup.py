@@ -36,7 +36,7 @@ setup(
             "overlays/notebooks/*.ipynb",
         ]
     },
-    install_requires=["numpy>=1.21", "pillow>=9", "cffi>=1.15", "tqdm>=4.60"],
+    install_requires=["numpy>=1.21", "pillow>=9", "cffi>=1.15", "tqdm>=4.60", "scipy>=1.8"],
     extras_require={
         "train": ["tensorflow-cpu==2.20.0"],
         "hls": ["hls4ml==1.3.0"],

@@ -1,23 +1,28 @@
 """Classify pictures of handwritten digits from the command line.
 
-    python -m lenet5_pynq.classify IMAGE... [--backend NAME] [--json] [--top K]
+    python -m lenet5_pynq.classify IMAGE... [--backend NAME] [--json] [--top K] [--debug-dir DIR]
     python -m lenet5_pynq.classify --samples
 
-Each image is brought into MNIST form by `preprocess`, then all readable images go to the
-backend in one batch.  Exit status: 0 all classified, 1 some file could not be read (the others
-are still classified), 2 usage error or no backend.
+Each image is brought into MNIST form by `preprocess` (which finds the digit in a photo), then
+all readable images go to the backend in one batch.  With ``--debug-dir DIR``, each classified
+image leaves two files there: ``NAME.input.png``, the 28x28 the network saw, and
+``NAME.mask.png``, what preprocessing found (the digit white, other ink grey, the paper's
+printed lines blue).  Exit status: 0 all classified, 1 some file could not be read (the others
+are still classified) or a debug file could not be written, 2 usage error or no backend.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from . import network, preprocess, samples
+from . import atomic, network, preprocess, samples
 from .backends import BackendUnavailable, load_backend, names
 
 EXIT_OK = 0
@@ -36,6 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
     parser.add_argument(
         "--top", type=int, metavar="K", help=f"also list the K most likely digits (1..{network.NUM_CLASSES})"
+    )
+    parser.add_argument(
+        "--debug-dir",
+        type=Path,
+        metavar="DIR",
+        help="write, per image, the 28x28 the network saw (NAME.input.png) and what preprocessing "
+        "found (NAME.mask.png: the digit white, other ink grey, printed lines blue)",
     )
     return parser
 
@@ -64,6 +76,14 @@ def main(argv=None) -> int:
             print(f"error: no sample digits in {samples.SAMPLES_DIR}", file=sys.stderr)
             return EXIT_USAGE
         paths += shipped
+    if args.debug_dir is not None:
+        try:
+            args.debug_dir.mkdir(parents=True, exist_ok=True)
+            if not os.access(args.debug_dir, os.W_OK | os.X_OK):
+                raise PermissionError("permission denied")
+        except OSError as e:
+            print(f"error: --debug-dir {args.debug_dir}: {_one_line(e)}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         backend = load_backend(args.backend)
     except (BackendUnavailable, ImportError, OSError, ValueError) as e:
@@ -71,38 +91,39 @@ def main(argv=None) -> int:
         return EXIT_USAGE
 
     with backend:
-        results = _classify(backend, paths, args.top or network.NUM_CLASSES)
+        results = _classify(backend, paths, args.top or network.NUM_CLASSES, args.debug_dir)
 
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         sample_paths = set(samples.paths()) if args.samples else set()
         for result in results:
-            if "error" not in result:
+            if "digit" in result:
                 print(_line(result, args.top, short=Path(result["path"]) in sample_paths))
     return EXIT_BAD_FILE if any("error" in result for result in results) else EXIT_OK
 
 
-def _classify(backend, paths: list[Path], top: int) -> list[dict]:
+def _classify(backend, paths: list[Path], top: int, debug_dir: Path | None = None) -> list[dict]:
     """One result per path, in order: the `top` best digits, or the error that stopped it.
 
-    Errors are reported on stderr as they happen; all readable images go in one batch.
+    Errors are reported on stderr as they happen; all readable images go in one batch.  With
+    `debug_dir`, each classified image's debug files are written once it is classified.
     """
     results: list[dict] = []
-    images: list[np.ndarray] = []
+    found: list[preprocess.Digit] = []
     readable: list[dict] = []
     for path in paths:
         result: dict = {"path": str(path)}
         try:
-            images.append(preprocess.load_image(path))
+            found.append(preprocess.load(path))
             readable.append(result)
         except preprocess.ImageError as e:
             result["error"] = str(e)
             print(f"error: {e}", file=sys.stderr)
         results.append(result)
-    if not images:
+    if not found:
         return results
-    prediction = backend.predict(np.stack(images))
+    prediction = backend.predict(np.stack([digit.frame for digit in found]))
     for result, digit, p in zip(readable, prediction.classes, prediction.probabilities()):
         ranked = np.argsort(-p, kind="stable")[:top]
         result.update(
@@ -111,7 +132,35 @@ def _classify(backend, paths: list[Path], top: int) -> list[dict]:
             top=[{"digit": int(d), "probability": float(p[d])} for d in ranked],
             backend=backend.name,
         )
+    if debug_dir is not None:
+        stems: set[str] = set()
+        for result, digit in zip(readable, found):
+            try:
+                result["debug"] = _write_debug(debug_dir, _unique_stem(Path(result["path"]), stems), digit)
+            except OSError as e:
+                result["error"] = f"{debug_dir}: cannot write the debug files of {result['path']} ({_one_line(e)})"
+                print(f"error: {result['error']}", file=sys.stderr)
     return results
+
+
+def _unique_stem(path: Path, taken: set[str]) -> str:
+    """The file's stem, with -2, -3 ... appended where another input had it already."""
+    stem, n = path.stem, 1
+    while stem in taken:
+        n += 1
+        stem = f"{path.stem}-{n}"
+    taken.add(stem)
+    return stem
+
+
+def _write_debug(directory: Path, stem: str, digit: preprocess.Digit) -> dict:
+    """Write STEM.input.png and STEM.mask.png into `directory`, each whole or not at all."""
+    written = {}
+    for kind, picture in (("input", Image.fromarray(digit.frame)), ("mask", digit.mask_image())):
+        with atomic.atomic_write(directory / f"{stem}.{kind}.png", what="debug file") as f:
+            picture.save(f, "PNG")
+        written[kind] = str(directory / f"{stem}.{kind}.png")
+    return written
 
 
 def _line(result: dict, top: int | None, short: bool) -> str:

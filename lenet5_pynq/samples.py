@@ -29,6 +29,7 @@ INK = np.array([30, 34, 70], np.float32)  # blue-black ballpoint
 # the round trip through a photograph-like file, so that it survives retraining.
 MIN_CONFIDENCE = 0.99
 BATCH = 500
+_RESAMPLING = getattr(Image, "Resampling", Image)  # Pillow 9.0 has only Image.BICUBIC and the like
 
 
 def paths() -> list[Path]:
@@ -52,7 +53,7 @@ def render(image: np.ndarray, digit: int) -> Image.Image:
         RGB, CANVAS x CANVAS pixels.
     """
     size = image.shape[1] * UPSCALE, image.shape[0] * UPSCALE
-    big = Image.fromarray(image).resize(size, Image.Resampling.BICUBIC)
+    big = Image.fromarray(image).resize(size, _RESAMPLING.BICUBIC)
     ink = np.zeros((CANVAS, CANVAS), np.float32)
     spare = CANVAS - size[0]
     # Deterministic, different offsets per digit, never centred.

@@ -246,3 +246,41 @@ def test_regenerating_samples_without_mnist_is_a_clear_error(tmp_path, capsys):
     assert samples.main(["--mnist", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'nowhere'}: not a directory\n"
     assert not (tmp_path / "out").exists()
+
+
+def test_debug_dir_holds_what_the_network_saw(tmp_path, good, capsys):
+    bad, _ = make_bad(tmp_path, "truncated PNG")
+    debug = tmp_path / "debug" / "run1"  # made, parents and all
+    again = tmp_path / "copy"
+    again.mkdir()
+    (again / "three.png").write_bytes(good.read_bytes())  # the same name from another folder
+    status = classify.main([str(good), str(bad), str(again / "three.png"), "--backend", "cpu", "--json",
+                            "--debug-dir", str(debug)])
+    assert status == 1  # the truncated file
+    results = json.loads(capsys.readouterr().out)
+    assert sorted(p.name for p in debug.iterdir()) == [
+        "three-2.input.png", "three-2.mask.png", "three.input.png", "three.mask.png"
+    ]  # nothing for the bad file, no temporary files left
+    assert results[0]["debug"] == {"input": str(debug / "three.input.png"), "mask": str(debug / "three.mask.png")}
+    assert "debug" not in results[1]
+    with Image.open(debug / "three.input.png") as seen:
+        assert np.array_equal(np.asarray(seen), preprocess.load_image(good))
+    with Image.open(debug / "three.mask.png") as mask, Image.open(good) as picture:
+        assert mask.mode == "RGB" and mask.size == picture.size
+        pixels = np.asarray(mask)
+        assert (pixels == 255).all(axis=2).any()  # the digit, in white
+
+
+def test_debug_dir_that_cannot_be_made_is_a_usage_error(tmp_path, good, capsys):
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file, not a folder")
+    status = classify.main([str(good), "--backend", "cpu", "--debug-dir", str(blocker)])
+    out, err = capsys.readouterr()
+    assert status == 2 and out == ""
+    assert err.startswith(f"error: --debug-dir {blocker}: ") and err.count("\n") == 1
+
+
+def test_debug_dir_for_the_samples(tmp_path, capsys):
+    assert classify.main(["--samples", "--backend", "cpu", "--debug-dir", str(tmp_path)]) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted(f"digit_{d}.{kind}.png" for d in range(10) for kind in ("input", "mask"))

@@ -12,6 +12,9 @@ from lenet5_pynq.backends import load_backend
 CANVAS = (160, 140)  # width, height: a drawing larger than MNIST and not square
 PAPER_RGB = (236, 230, 214)
 INK_RGB = (25, 30, 90)
+# Pillow 9.0 (the PYNQ 3.0 image) has only Image.BOX, Image.NONE and the like.
+RESAMPLING = getattr(Image, "Resampling", Image)
+DITHER = getattr(Image, "Dither", Image)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +31,7 @@ def drawn_seven() -> np.ndarray:
     stroke = 9 * supersample
     points = [(30, 25), (95, 22), (70, 75), (55, 118)]
     draw.line([(x * supersample, y * supersample) for x, y in points], fill=255, width=stroke, joint="curve")
-    image = image.resize(CANVAS, Image.Resampling.BOX)
+    image = image.resize(CANVAS, RESAMPLING.BOX)
     return np.asarray(image, np.float32) / 255
 
 
@@ -64,7 +67,7 @@ def variants(ink: np.ndarray) -> dict[str, Image.Image]:
         "LA": Image.fromarray(black_on_clear).convert("LA"),
         "P": rgb.quantize(64),
         "I;16": Image.fromarray(np.round(65535 * (1 - ink)).astype(np.uint16)),
-        "1": dark_on_light.point(lambda v: 255 if v > 127 else 0).convert("1", dither=Image.Dither.NONE),
+        "1": dark_on_light.point(lambda v: 255 if v > 127 else 0).convert("1", dither=DITHER.NONE),
         "JPEG": rgb,
         "GIF black ink on transparent": Image.fromarray(black_on_clear),
     }
@@ -119,7 +122,7 @@ def test_uneven_light_on_the_paper_is_not_ink():
 
 def test_large_photo_gives_the_same_digit(tmp_path):
     drawing = Image.fromarray(on_paper(drawn_seven(), 255, 0))
-    photo = drawing.resize((drawing.width * 15, drawing.height * 15), Image.Resampling.BICUBIC)
+    photo = drawing.resize((drawing.width * 15, drawing.height * 15), RESAMPLING.BICUBIC)
     path = tmp_path / "photo.jpg"
     photo.save(path, quality=85)
     assert max(photo.size) > 2 * preprocess.WORKING_SIDE
@@ -236,3 +239,130 @@ def test_image_error_is_a_value_error_naming_the_file(tmp_path):
     path = tmp_path / "missing.png"
     with pytest.raises(ValueError, match="missing.png: no such file"):
         preprocess.load_image(path)
+
+
+def test_mnist_test_images_as_png_are_unchanged(tmp_path, mnist_test, cpu):
+    # The first 1,000 test images, saved as PNG and read back, are exactly what the network
+    # saw before (MNIST's frame takes the MNIST-like path, all ink kept, levels untouched).
+    images, labels = mnist_test[0][:1000], mnist_test[1][:1000]
+    frames = []
+    for index, image in enumerate(images):
+        path = tmp_path / f"{index}.png"
+        Image.fromarray(image).save(path)
+        frames.append(preprocess.load_image(path))
+    frames = np.stack(frames)
+    identical = sum(np.array_equal(f, i) for f, i in zip(frames, images))
+    assert identical == len(images)
+    assert (cpu.predict(frames).classes == labels).mean() >= 0.991
+
+
+def photo_of(ink: np.ndarray, paper: np.ndarray, light: np.ndarray | float = 1.0, colour=(25, 30, 90)) -> Image.Image:
+    """RGB photo: `ink` coverage over `paper` (RGB float), lit by `light`."""
+    pixels = paper * (1 - ink[..., None]) + np.asarray(colour, np.float32) * ink[..., None]
+    pixels = pixels * (light[..., None] if np.ndim(light) else light)
+    return Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8))
+
+
+def on_frame(ink: np.ndarray, shape, top: int, left: int) -> np.ndarray:
+    frame = np.zeros(shape, np.float32)
+    frame[top : top + ink.shape[0], left : left + ink.shape[1]] = ink
+    return frame
+
+
+def test_small_digit_off_centre_in_a_large_photo(cpu):
+    # The seven 140 pixels tall in a 900-pixel frame, near a corner, with specks of dust.
+    ink = on_frame(drawn_seven(), (900, 1200), 60, 900)
+    rng = np.random.default_rng(3)
+    for y, x in rng.integers(0, 880, (12, 2)):
+        ink[y : y + 4, x : x + 4] = 0.8
+    paper = np.full((900, 1200, 3), PAPER_RGB, np.float32)
+    frame = preprocess.to_mnist(photo_of(ink, paper))
+    plain = preprocess.to_mnist(Image.fromarray(on_paper(drawn_seven(), 255, 0)))
+    # The photo is worked on at half size (WORKING_SIDE): the same digit, sampled differently.
+    assert np.abs(frame.astype(int) - plain).mean() < 4
+    assert cpu.predict(frame).classes[0] == 7
+
+
+def ruled(shape, spacing: int, squared: bool) -> np.ndarray:
+    """Coverage of light printed lines, 2 pixels thick."""
+    lines = np.zeros(shape, np.float32)
+    lines[spacing // 2 :: spacing] = 0.6
+    lines[spacing // 2 + 1 :: spacing] = 0.6
+    if squared:
+        lines[:, spacing // 2 :: spacing] = 0.6
+        lines[:, spacing // 2 + 1 :: spacing] = 0.6
+    return lines
+
+
+@pytest.mark.parametrize("squared", [False, True], ids=["ruled", "squared"])
+def test_printed_lines_are_not_the_digit(squared, cpu):
+    shape = (400, 500)
+    ink = on_frame(drawn_seven(), shape, 120, 150)
+    lines = ruled(shape, 24, squared)
+    paper = np.full((*shape, 3), (250, 250, 246), np.float32)
+    paper = paper * (1 - lines[..., None]) + np.array([150, 180, 225], np.float32) * lines[..., None]
+    found = preprocess.analyse(photo_of(ink, paper))
+    plain = preprocess.to_mnist(Image.fromarray(on_paper(drawn_seven(), 255, 0)))
+    outside = np.ones(shape, bool)
+    outside[120 : 120 + CANVAS[1], 150 : 150 + CANVAS[0]] = False
+    assert not found.digit[outside].any()  # no line kept with the digit
+    assert np.abs(found.frame.astype(int) - plain).mean() < 6  # lines crossing it leave traces
+    assert cpu.predict(found.frame).classes[0] == 7
+
+
+def test_a_blank_ruled_page_is_refused():
+    shape = (300, 400)
+    lines = ruled(shape, 20, True)
+    paper = np.full((*shape, 3), (248, 246, 240), np.float32)
+    page = paper * (1 - lines[..., None]) + np.array([160, 160, 170], np.float32) * lines[..., None]
+    with pytest.raises(preprocess.ImageError, match="blank"):
+        preprocess.to_mnist(Image.fromarray(page.astype(np.uint8)))
+
+
+def test_shadow_and_dark_corner_are_not_ink(cpu):
+    shape = (480, 640)
+    ink = on_frame(drawn_seven(), shape, 200, 380)
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    # A soft-edged shadow over the left part and a dark corner at the bottom right.
+    shade = 1 - 0.45 / (1 + np.exp(-(300 - cols - 0.3 * rows) / 25))
+    corner = 1 - 0.4 * np.exp(-((rows - 480) ** 2 + (cols - 640) ** 2) / (2 * 70**2))
+    paper = np.full((*shape, 3), PAPER_RGB, np.float32)
+    found = preprocess.analyse(photo_of(ink, paper, shade * corner))
+    rows_kept = np.flatnonzero(found.digit.any(axis=1))
+    cols_kept = np.flatnonzero(found.digit.any(axis=0))
+    assert rows_kept[0] >= 200 and rows_kept[-1] < 200 + CANVAS[1]
+    assert cols_kept[0] >= 380 and cols_kept[-1] < 380 + CANVAS[0]
+    assert cpu.predict(found.frame).classes[0] == 7
+
+
+def test_chalk_on_a_board_is_light_ink(cpu):
+    shape = (360, 480)
+    ink = on_frame(drawn_seven(), shape, 90, 120)
+    board = np.full((*shape, 3), (40, 62, 52), np.float32)
+    light = np.linspace(1.0, 0.6, shape[1], dtype=np.float32)[None, :].repeat(shape[0], 0)
+    found = preprocess.analyse(photo_of(ink, board, light, colour=(225, 225, 215)))
+    plain = preprocess.to_mnist(Image.fromarray(on_paper(drawn_seven(), 255, 0)))
+    assert found.light_ink
+    assert np.abs(found.frame.astype(int) - plain).mean() < 2
+    assert cpu.predict(found.frame).classes[0] == 7
+
+
+def test_bold_digit_filling_the_frame_is_dark_ink():
+    image = Image.new("L", (150, 150), 240)
+    ImageDraw.Draw(image).ellipse((25, 15, 125, 135), outline=20, width=28)  # a bold 0
+    found = preprocess.analyse(image)
+    assert not found.light_ink
+    assert found.frame[14, 14] < 60 and found.frame.max() == 255  # the hole stays paper
+
+
+def test_a_page_of_text_is_refused():
+    image = Image.new("L", (480, 360), 245)
+    draw = ImageDraw.Draw(image)
+    rng = np.random.default_rng(5)
+    for row in range(8):
+        for col in range(14):
+            x, y = 16 + 32 * col, 20 + 42 * row
+            points = [(x + int(a), y + int(b)) for a, b in rng.integers(0, 22, (4, 2))]
+            draw.line(points, fill=30, width=3)
+    with pytest.raises(preprocess.ImageError, match="no single digit"):
+        preprocess.to_mnist(image)
