@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import atomic, network, preprocess, samples
+from . import atomic, cli_types, network, preprocess, progress, samples
 from .backends import BackendUnavailable, load_backend, names
 
 EXIT_OK = 0
 EXIT_BAD_FILE = 1
 EXIT_USAGE = 2
+PROGRESS_FROM = 20  # files: fewer are read in about a second, with no bar
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,26 +38,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     parser.add_argument("--samples", action="store_true", help="also classify the ten shipped sample digits")
-    parser.add_argument("--backend", default="auto", choices=names(), help="where to run the network (default: auto)")
+    parser.add_argument("--backend", default="auto", type=cli_types.backend_name(),
+                        help=f"where to run the network: {', '.join(names())} (default: auto)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
-    parser.add_argument(
-        "--top", type=int, metavar="K", help=f"also list the K most likely digits (1..{network.NUM_CLASSES})"
-    )
+    parser.add_argument("--top", type=cli_types.int_between(1, network.NUM_CLASSES), metavar="K",
+                        help=f"also list the K most likely digits (1..{network.NUM_CLASSES})")
     parser.add_argument(
         "--debug-dir",
-        type=Path,
+        type=cli_types.directory,
         metavar="DIR",
         help="write, per image, the 28x28 the network saw (NAME.input.png) and what preprocessing "
         "found (NAME.mask.png: the digit white, other ink grey, printed lines blue)",
     )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     return parser
 
 
 def _parse(argv) -> argparse.Namespace:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.top is not None and not 1 <= args.top <= network.NUM_CLASSES:
-        parser.error(f"--top must be between 1 and {network.NUM_CLASSES}, not {args.top}")
     if not args.images and not args.samples:
         parser.error("give at least one IMAGE, or --samples")
     return args
@@ -78,6 +78,7 @@ def main(argv=None) -> int:
         paths += shipped
     if args.debug_dir is not None:
         try:
+            atomic.check_outside_package(args.debug_dir, "--debug-dir")
             args.debug_dir.mkdir(parents=True, exist_ok=True)
             if not os.access(args.debug_dir, os.W_OK | os.X_OK):
                 raise PermissionError("permission denied")
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
         return EXIT_USAGE
 
     with backend:
-        results = _classify(backend, paths, args.top or network.NUM_CLASSES, args.debug_dir)
+        results = _classify(backend, paths, args.top or network.NUM_CLASSES, args.debug_dir, args.quiet)
 
     if args.json:
         print(json.dumps(results, indent=2))
@@ -103,23 +104,37 @@ def main(argv=None) -> int:
     return EXIT_BAD_FILE if any("error" in result for result in results) else EXIT_OK
 
 
-def _classify(backend, paths: list[Path], top: int, debug_dir: Path | None = None) -> list[dict]:
+def _read(path: Path) -> preprocess.Digit:
+    """The digit found in one file; any failure, even one of ours, is that file's ImageError,
+    so that one picture never stops the others."""
+    try:
+        return preprocess.load(path)
+    except preprocess.ImageError:
+        raise
+    except MemoryError:
+        raise preprocess.ImageError(f"{path}: not enough memory to read it") from None
+    except Exception as e:  # a fault in preprocessing: report it with the file, go on
+        raise preprocess.ImageError(f"{path}: cannot read it ({type(e).__name__}: {_one_line(e)})") from e
+
+
+def _classify(backend, paths: list[Path], top: int, debug_dir: Path | None = None, quiet: bool = False) -> list[dict]:
     """One result per path, in order: the `top` best digits, or the error that stopped it.
 
     Errors are reported on stderr as they happen; all readable images go in one batch.  With
-    `debug_dir`, each classified image's debug files are written once it is classified.
+    `debug_dir`, each classified image's debug files are written once it is classified.  A bar
+    on stderr shows the reading of many files (`progress`).
     """
     results: list[dict] = []
     found: list[preprocess.Digit] = []
     readable: list[dict] = []
-    for path in paths:
+    for path in progress.bar(paths, desc="reading", unit="file", quiet=quiet or len(paths) < PROGRESS_FROM, leave=False):
         result: dict = {"path": str(path)}
         try:
-            found.append(preprocess.load(path))
+            found.append(_read(path))
             readable.append(result)
         except preprocess.ImageError as e:
             result["error"] = str(e)
-            print(f"error: {e}", file=sys.stderr)
+            progress.message(f"error: {e}")
         results.append(result)
     if not found:
         return results

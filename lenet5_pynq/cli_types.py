@@ -48,6 +48,19 @@ def int_at_least(low: int):
     return parse
 
 
+def int_between(low: int, high: int):
+    """An integer from `low` to `high`, both included."""
+
+    def parse(text: str) -> int:
+        value = _int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, not {value}")
+        return value
+
+    parse.__name__ = f"integer in {low}..{high}"
+    return parse
+
+
 def positive_float(text: str) -> float:
     """A finite number greater than 0."""
     try:

@@ -39,9 +39,9 @@ FIT = 20  # MNIST's box for the scaled digit, inside the 28x28 frame
 CENTRE = (FRAME[0] / 2, FRAME[1] / 2)
 
 MAX_PIXELS = 40_000_000  # a 12 MP phone photo fits; anything larger is refused before decoding
-# Larger images are shrunk to about this many pixels a side before any work: a digit that fills
-# a twentieth of the photo still keeps 50 pixels (it ends up 20), and a 512 MB board keeps its
-# memory.  JPEGs are even decoded at the reduced size.
+# Larger images are shrunk to about this many pixels squared before any work (a long strip keeps
+# its short side): a digit that fills a twentieth of the photo still keeps 50 pixels (it ends up
+# 20), and a 512 MB board keeps its memory.  JPEGs are even decoded at the reduced size.
 WORKING_SIDE = 1024
 # An image whose ink differs from its paper by less than this is blank (of the full range; in a
 # photo, of the paper's light there).
@@ -217,7 +217,7 @@ def analyse(image: Image.Image) -> Digit:
     """Find the digit in a picture and bring it into MNIST form, keeping what was found.
 
     Steps: gray levels in [0, 1] (transparency composited onto the paper, 16-bit gray scaled,
-    not clipped), large pictures reduced to about WORKING_SIDE pixels a side.  A picture no
+    not clipped), large pictures reduced to about WORKING_SIDE squared pixels.  A picture no
     larger than MNIST's frame is taken as MNIST-like: its paper level (a plane fitted to the
     border) is removed and all its ink kept, so an MNIST digit maps onto itself.  A larger one
     (a photo, a scan, a drawing) goes through `_find_digit`: the lighting flattened, ink told
@@ -242,6 +242,11 @@ def analyse(image: Image.Image) -> Digit:
         As `to_mnist`.
     """
     gray = _shrink(_gray(image), WORKING_SIDE)
+    if max(gray.shape) > max(FRAME) and min(gray.shape) < MIN_DIGIT_PIXELS:
+        raise ImageError(
+            f"not a picture of a digit: {image.width}x{image.height} pixels is too thin to hold one "
+            f"(its shorter side is under {MIN_DIGIT_PIXELS} pixels)"
+        )
     if max(gray.shape) <= max(FRAME):
         ink, light_ink = _ink_of_small(gray)
         kept = ink > 0
@@ -635,6 +640,9 @@ def _gray(image: Image.Image) -> np.ndarray:
         return np.asarray(image).astype(np.float32) / np.float32(65535)
     if image.mode in ("I", "F"):
         values = np.asarray(image, dtype=np.float32)
+        broken = int(values.size - np.count_nonzero(np.isfinite(values)))
+        if broken:
+            raise ImageError(f"not a picture of a digit: {broken} of its pixels are NaN or infinite")
         # 32-bit modes carry 16-bit data (older pillow opens 16-bit PNGs as "I"), converted
         # 8-bit data, or 0..1 (bilevel masks, float TIFFs); the largest value tells which.
         peak = float(values.max())
@@ -656,9 +664,10 @@ def _gray(image: Image.Image) -> np.ndarray:
 
 
 def _shrink(gray: np.ndarray, side: int) -> np.ndarray:
-    """Average whole blocks of pixels so that neither side is much over `side`."""
-    factor = -(-max(gray.shape) // side)  # ceiling division
-    if factor == 1:
+    """Average whole blocks of pixels so that the picture holds about `side` squared pixels at
+    most (a long strip keeps its short side), never emptying a side."""
+    factor = min(int(np.ceil(_size(gray.shape) / side)), min(gray.shape))
+    if factor <= 1:
         return gray
     height, width = (n // factor * factor for n in gray.shape)
     blocks = gray[:height, :width].reshape(height // factor, factor, width // factor, factor)

@@ -40,6 +40,16 @@ def enabled(quiet: bool = False, file=None) -> bool:
         return False
 
 
+def message(text: str) -> None:
+    """Print one line on stderr without breaking a bar that is being drawn there."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        print(text, file=_stream())
+        return
+    tqdm.write(text, file=_stream())
+
+
 class _NoBar:
     """What `bar` returns where tqdm is missing: the same calls, doing nothing."""
 

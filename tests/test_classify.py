@@ -271,13 +271,33 @@ def test_debug_dir_holds_what_the_network_saw(tmp_path, good, capsys):
         assert (pixels == 255).all(axis=2).any()  # the digit, in white
 
 
-def test_debug_dir_that_cannot_be_made_is_a_usage_error(tmp_path, good, capsys):
+def test_debug_dir_that_is_a_file_is_a_usage_error(tmp_path, good, capsys):
     blocker = tmp_path / "taken"
     blocker.write_text("a file, not a folder")
     status = classify.main([str(good), "--backend", "cpu", "--debug-dir", str(blocker)])
     out, err = capsys.readouterr()
     assert status == 2 and out == ""
-    assert err.startswith(f"error: --debug-dir {blocker}: ") and err.count("\n") == 1
+    assert err.splitlines()[-1].endswith(f"argument --debug-dir: {blocker} is a file, not a directory")
+
+
+def test_debug_dir_that_cannot_be_made_is_a_usage_error(tmp_path, good, capsys):
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file, not a folder")
+    inside = blocker / "debug"
+    status = classify.main([str(good), "--backend", "cpu", "--debug-dir", str(inside)])
+    out, err = capsys.readouterr()
+    assert status == 2 and out == "" and not inside.exists()
+    assert err.startswith(f"error: --debug-dir {inside}: ") and err.count("\n") == 1
+
+
+def test_debug_dir_inside_the_package_is_refused(good, capsys):
+    from lenet5_pynq import atomic
+
+    inside = atomic.PACKAGE_DIR / "debug-output"
+    status = classify.main([str(good), "--backend", "cpu", "--debug-dir", str(inside)])
+    out, err = capsys.readouterr()
+    assert status == 2 and out == "" and not inside.exists()
+    assert err.startswith(f"error: --debug-dir {inside}: ") and "inside the installed package" in err
 
 
 def test_debug_dir_for_the_samples(tmp_path, capsys):

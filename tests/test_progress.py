@@ -143,3 +143,28 @@ def test_tqdm_is_a_dependency():
     setup = (Path(__file__).resolve().parents[1] / "setup.py").read_text()
     requires = re.search(r"install_requires=\[(.*?)\]", setup).group(1)
     assert '"tqdm' in requires
+
+
+def test_classify_bar_over_many_files_and_quiet(tty_stderr, capsys, tmp_path):
+    from PIL import Image
+
+    from lenet5_pynq import classify
+
+    paths = []
+    for index in range(classify.PROGRESS_FROM):
+        pixels = np.full((60, 60), 240, np.uint8)
+        pixels[10:50, 28:33] = 20
+        paths.append(tmp_path / f"{index}.png")
+        Image.fromarray(pixels).save(paths[-1])
+    bad = tmp_path / "blank.png"
+    Image.fromarray(np.full((60, 60), 240, np.uint8)).save(bad)
+    assert classify.main([*map(str, paths), str(bad), "--backend", "cpu"]) == classify.EXIT_BAD_FILE
+    assert drew_bar(tty_stderr.getvalue(), "reading")
+    assert f"error: {bad}: no ink found" in tty_stderr.getvalue()  # written above the bar
+    assert "%|" not in capsys.readouterr().out
+    tty_stderr.seek(0)
+    tty_stderr.truncate()
+    assert classify.main([*map(str, paths[:3]), "--backend", "cpu"]) == 0
+    assert "%|" not in tty_stderr.getvalue()  # a few files: no bar
+    assert classify.main([*map(str, paths), "--backend", "cpu", "--quiet"]) == 0
+    assert "%|" not in tty_stderr.getvalue()
