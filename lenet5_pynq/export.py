@@ -19,12 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import cli_types, fixedspec, golden, hls_config, hls_stream, mnist, network, weights
+from . import cli_types, fixedspec, golden, hls_config, hls_stream, mnist, network, source_tree, weights
 from .atomic import OutputError, check_outside_package, check_writable, write_bytes, write_text
 from .fixedspec import QuantizedLayer
 
-REPO = Path(__file__).resolve().parents[1]
-GENERATED = REPO / "hls_src" / "generated"
+GENERATED = source_tree.root("hls_src") / "generated"  # the checkout's; from a wheel, the package's copy
 TYPES_H = "lenet5_types.h"
 WEIGHTS_H = "lenet5_weights.h"
 PARTS_TCL = "lenet5_parts.tcl"
@@ -319,8 +318,7 @@ def main(argv=None) -> int:
             base = next((p for p in (out_dir, *out_dir.parents) if p.exists()), Path("."))
             if not os.access(base, os.W_OK | os.X_OK):
                 raise OutputError(f"--out {out_dir}: {base} is not writable")
-            if args.command == "golden":
-                check_outside_package(out_dir, "--out")
+            check_outside_package(out_dir, "--out")
     except OutputError as e:
         parser.error(str(e))
     try:

@@ -22,14 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import cli_types, network
+from . import cli_types, network, source_tree
 
-ROOT = Path(__file__).resolve().parents[1]
-GPU_DIR = ROOT / "gpu_ref"
+GPU_DIR = source_tree.root("gpu_ref")  # the checkout's gpu_ref/, or the wheel's copy
 HEADER = GPU_DIR / "include" / "lenet5_gpu.h"
 SHAPES_HEADER = GPU_DIR / "generated" / "lenet5_shapes.h"
 SOURCES = ("launch.cu", "api.cu")
-BUILD_DIR = GPU_DIR / "build"
 LIB_NAME = "liblenet5_gpu.so"
 ENV_LIB = "LENET5_GPU_LIB"
 # Turing, Ampere (A100, consumer), Ada, Hopper; PTX of the newest for anything later.
@@ -209,11 +207,21 @@ def nvcc_command(out: Path, archs=ARCHS, nvcc: str | None = None, extra=()) -> l
     ]  # fmt: skip
 
 
-def build(out_dir: Path = BUILD_DIR, archs=ARCHS, verbose: bool = True, extra=(), regenerate: bool = True) -> Path:
-    """Regenerate the shapes header (unless told not to) and compile the library; returns its path."""
-    if regenerate:
+def build_dir() -> Path:
+    """Where the library is built by default: gpu_ref/build in a checkout, else the build cache."""
+    return source_tree.build_dir("gpu_ref")
+
+
+def build(out_dir: Path | None = None, archs=ARCHS, verbose: bool = True, extra=(), regenerate: bool = True) -> Path:
+    """Regenerate the shapes header (unless told not to, or running from a wheel, whose copy is
+    never rewritten) and compile the library into `out_dir` (default `build_dir()`); returns its path."""
+    missing = [str(p) for p in (HEADER, *(GPU_DIR / "src" / s for s in SOURCES)) if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"the CUDA sources are missing ({', '.join(missing)}): "
+                                "this is neither a source checkout nor a complete wheel")
+    if regenerate and source_tree.in_checkout():
         write_shapes_header()
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir) if out_dir is not None else build_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / LIB_NAME
     cmd = nvcc_command(out, archs, extra=extra)
@@ -234,7 +242,7 @@ _LIB = None
 
 def library_path() -> Path:
     env = os.environ.get(ENV_LIB)
-    return Path(env) if env else BUILD_DIR / LIB_NAME
+    return Path(env) if env else build_dir() / LIB_NAME
 
 
 def load_library():
@@ -496,7 +504,7 @@ def main(argv=None) -> int:
     b = sub.add_parser("build", help="compile gpu_ref/ with nvcc")
     b.add_argument("--arch", action="append", type=cli_types.matching(r"(sm|compute)_\d{2,3}[a-z]?", "an sm_XY architecture"),
                    help=f"sm_XY (repeatable); default {' '.join(ARCHS)}")
-    b.add_argument("--out", type=cli_types.directory, default=BUILD_DIR)
+    b.add_argument("--out", type=cli_types.directory, default=None, help="default: gpu_ref/build, or the build cache from a wheel")
     sub.add_parser("check-header", help="check that the CFFI declarations match the C header")
     sub.add_parser("info", help="library, driver and card")
     args = ap.parse_args(argv)
@@ -505,6 +513,10 @@ def main(argv=None) -> int:
             ok = write_shapes_header(check=True)
             print(f"{SHAPES_HEADER}: {'up to date' if ok else 'STALE: run python -m lenet5_pynq.gpu header'}")
             return 0 if ok else 1
+        if not source_tree.in_checkout():
+            print(f"error: {SHAPES_HEADER} belongs to the installed package; regenerate it in a source checkout",
+                  file=sys.stderr)
+            return 2
         write_shapes_header()
         print(SHAPES_HEADER)
         return 0

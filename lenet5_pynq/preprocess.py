@@ -157,7 +157,9 @@ def _open(path: Path) -> Image.Image:
         raise
     try:
         upright = ImageOps.exif_transpose(image)
-    except (OSError, SyntaxError, ValueError):  # a broken EXIF block must not lose the image
+    # A broken EXIF block must not lose the image; Pillow 9.0 fails on a TIFF's own EXIF after
+    # loading it (its file is closed) with AttributeError.
+    except (OSError, SyntaxError, ValueError, AttributeError):
         return image
     if upright is not image:
         image.close()  # multi-frame files (GIF, TIFF) keep theirs open otherwise

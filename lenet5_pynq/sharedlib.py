@@ -81,6 +81,20 @@ def check_elf(path) -> str | None:
     return None
 
 
+def _pin(ffi, path: Path) -> None:
+    """Keep the loaded library mapped for the life of the process (RTLD_NODELETE on the handle
+    already open).  cffi closes a library when its lib object is collected, at the latest when
+    the interpreter shuts down; an OpenMP kernel's libgomp would then be unmapped under its idle
+    worker threads, a segfault at exit (seen with cffi 1.15 on Python 3.10)."""
+    flags = getattr(ffi, "RTLD_NOW", 0) | getattr(ffi, "RTLD_NOLOAD", 0) | getattr(ffi, "RTLD_NODELETE", 0)
+    if not getattr(ffi, "RTLD_NODELETE", 0) or not getattr(ffi, "RTLD_NOLOAD", 0):
+        return  # not POSIX with glibc-like flags: nothing to pin with
+    _PINNED.append(ffi.dlopen(str(path), flags))
+
+
+_PINNED: list = []  # the pinning handles: closing them is harmless, but keep them anyway
+
+
 def open_library(path, ffi, symbols, rebuild=None, what: str = "library"):
     """`ffi.dlopen(path)` once the file is checked and its `symbols` resolve.
 
@@ -106,6 +120,7 @@ def open_library(path, ffi, symbols, rebuild=None, what: str = "library"):
                     except (AttributeError, NotImplementedError):
                         missing.append(name)
                 if not missing:
+                    _pin(ffi, path)
                     return lib
                 # Unload it (nothing of it ran), or dlopen would hand back this handle for the
                 # same path after the rebuild.

@@ -29,6 +29,8 @@ def load(path: str | os.PathLike | None = None) -> tuple[dict[str, np.ndarray], 
     if path.is_dir():
         raise WeightsError(f"{path}: is a directory, not a weight archive")
     try:
+        if os.path.getsize(path) == 0:  # numpy < 1.22 reports an empty file as pickled data
+            raise EOFError
         archive = np.load(path, allow_pickle=False)
         if not isinstance(archive, np.lib.npyio.NpzFile):
             raise ValueError("a single .npy array, not an .npz archive")

@@ -194,7 +194,7 @@ def test_makefile_links_every_target_to_a_temporary_name():
 @pytest.fixture
 def hls_copy(tmp_path, monkeypatch):
     """A copy of hls_src with its up-to-date build (so only the link is redone), csim pointed at it."""
-    if csim.build() is None or sharedlib.check_elf(csim.LIBRARY) is not None:
+    if csim.build() is None or sharedlib.check_elf(csim.library_path()) is not None:
         pytest.skip("no csim library to copy")
     root = tmp_path / "repo"
     root.mkdir()

@@ -2,8 +2,9 @@
 through its AXI4-Stream contract, so Python exercises exactly the code Vitis HLS synthesizes.
 
 The library is hls_src/build/liblenet5_csim.so, built by `make -C hls_src lib` (run here on first
-use; make rebuilds it only when a source changed).  $LENET5_CSIM_LIB names a prebuilt one instead.
-The build runs under a lock file (hls_src/build/.liblenet5_csim.lock), so concurrent first uses
+use; make rebuilds it only when a source changed); from a wheel, the shipped hls_src/ builds into
+the user's build cache instead (`source_tree`).  $LENET5_CSIM_LIB names a prebuilt one instead.
+The build runs under a lock file (.liblenet5_csim.lock beside the library), so concurrent first uses
 build once; make links to a temporary name and renames it.  A library that is damaged (checked
 before `dlopen`), fails to load or lacks its symbols is rebuilt once, then reported as
 `BackendUnavailable`.  `build` and `library` are thread-safe.
@@ -23,12 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import fixedspec, hls_stream, network, progress, sharedlib, validation, weights
+from .. import fixedspec, hls_stream, network, progress, sharedlib, source_tree, validation, weights
+from .. import native
 from ..atomic import file_lock
 from .base import Backend, BackendUnavailable, Prediction, check_images
 
-HLS_SRC = Path(__file__).resolve().parents[2] / "hls_src"
-LIBRARY = HLS_SRC / "build" / "liblenet5_csim.so"
+HLS_SRC = source_tree.root("hls_src")
+LIBRARY_NAME = "liblenet5_csim.so"
+LIBRARY: Path | None = None  # where the build goes: None for source_tree's choice, looked up on use
 ENV_LIB = "LENET5_CSIM_LIB"
 CHUNK = 4096  # images per call of the top: bounds the stream buffers
 
@@ -56,28 +59,34 @@ def build(verbose: bool = False, force: bool = False) -> Path:
     `sharedlib.check_elf` finds damaged (make would take it as current), or any with `force`,
     is removed and built again."""
     if not (HLS_SRC / "Makefile").is_file():
-        raise BackendUnavailable(f"no HLS sources at {HLS_SRC} (the csim backend needs a source checkout)")
+        raise BackendUnavailable(f"no HLS sources at {HLS_SRC} (neither a source checkout nor a complete wheel)")
     if shutil.which("make") is None or shutil.which(os.environ.get("CXX", "g++")) is None:
         raise BackendUnavailable("the csim backend needs make and g++")
     try:
-        LIBRARY.parent.mkdir(parents=True, exist_ok=True)
-        with file_lock(LIBRARY.parent / f".{LIBRARY.stem}.lock"):
-            if LIBRARY.exists() and (force or sharedlib.check_elf(LIBRARY) is not None):
-                LIBRARY.unlink()
-            return _make(verbose)
-    except OSError as e:
-        raise BackendUnavailable(f"cannot build {LIBRARY}: {e.strerror or e}") from None
+        target = library_path()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(target.parent / f".{target.stem}.lock"):
+            if target.exists() and (force or sharedlib.check_elf(target) is not None):
+                target.unlink()
+            return _make(target, verbose)
+    except (OSError, native.BuildError) as e:
+        raise BackendUnavailable(f"cannot build the C-simulation library: {getattr(e, 'strerror', None) or e}") from None
 
 
-def _make(verbose: bool) -> Path:
-    cmd = ["make", "-C", str(HLS_SRC), "lib", f"PYTHON={sys.executable}"]
+def library_path() -> Path:
+    """Where the library is built: `LIBRARY` when set, else in `source_tree.build_dir`."""
+    return LIBRARY if LIBRARY is not None else source_tree.build_dir("hls_src") / LIBRARY_NAME
+
+
+def _make(target: Path, verbose: bool) -> Path:
+    cmd = ["make", "-C", str(HLS_SRC), "lib", f"BUILD={target.parent}", f"PYTHON={sys.executable}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise BackendUnavailable(f"building {LIBRARY.name} failed ({' '.join(cmd)}):\n{tail}")
+        raise BackendUnavailable(f"building {target.name} failed ({' '.join(cmd)}):\n{tail}")
     if verbose:
         print(proc.stdout, file=sys.stderr)
-    return LIBRARY
+    return target
 
 
 def library():
