@@ -1,7 +1,7 @@
 """Throughput and latency of the backends over batch sizes, beside a named peer in the same run.
 
     python -m lenet5_pynq.bench [--backends cpu,cpu-float,keras] [--batches 1,100,10000]
-                                [--peer keras] [--json FILE] [--plot FILE.png]
+                                [--peer keras] [--weights FILE [--spec FILE]] [--json FILE] [--plot FILE.png]
 
 Each point is the median of repeated calls after a warm-up call, on MNIST test images (random
 bytes when no MNIST directory is found).  Backends whose name starts with "gpu" or "torch" are
@@ -89,9 +89,11 @@ def _is_gpu(name: str) -> bool:
 
 
 def run(names: list[str], batches: list[int], mnist_dir=None, min_seconds=MIN_SECONDS, log=print,
-        quiet: bool = False) -> list[dict]:
+        quiet: bool = False, backend_kwargs: dict | None = None) -> list[dict]:
     """Rows of every backend and batch; a progress bar over the host points on stderr (a
-    terminal, not `quiet`)."""
+    terminal, not `quiet`).  `backend_kwargs` (`backends.weight_arguments`) go to every
+    backend; one that cannot run them is skipped with the reason."""
+    backend_kwargs = backend_kwargs or {}
     rows: list[dict] = []
     host_names = [n for n in names if not _is_gpu(n)]
     gpu_names = [n for n in names if _is_gpu(n)]
@@ -101,8 +103,8 @@ def run(names: list[str], batches: list[int], mnist_dir=None, min_seconds=MIN_SE
                           leave=False) as bar:
             for name in host_names:
                 try:
-                    backend = backends.load_backend(name, verbose=False)
-                except backends.BackendUnavailable as e:
+                    backend = backends.load_backend(name, verbose=False, **backend_kwargs)
+                except (backends.BackendUnavailable, ValueError) as e:  # ValueError: weights it cannot run
                     log(f"skipped {name}: {e}")
                     bar.update(len(batches))
                     continue
@@ -119,7 +121,7 @@ def run(names: list[str], batches: list[int], mnist_dir=None, min_seconds=MIN_SE
         except ImportError as e:
             log(f"skipped {', '.join(gpu_names)}: {e}")
         else:
-            rows += gpu_bench.run(gpu_names, batches, repeats=20)
+            rows += gpu_bench.run(gpu_names, batches, repeats=20, backend_kwargs=backend_kwargs)
     return rows
 
 
@@ -192,6 +194,8 @@ def main(argv=None) -> int:
                         help="comma-separated (default: %(default)s)")
     parser.add_argument("--batches", type=_int_list, default=_int_list(DEFAULT_BATCHES), help="default: " + DEFAULT_BATCHES)
     parser.add_argument("--peer", default="keras", type=cli_types.backend_list(), help="comma-separated backends the ratios are against (default: %(default)s)")
+    parser.add_argument("--weights", metavar="FILE", help="float weights .npz from train (default: the shipped ones)")
+    parser.add_argument("--spec", metavar="FILE", help="their fixed-point spec (default: fixed_spec.json beside --weights)")
     parser.add_argument("--mnist", help="MNIST directory for the images (default: $LENET5_MNIST or ../shared/mnist)")
     parser.add_argument("--min-seconds", type=cli_types.nonnegative_float, default=MIN_SECONDS,
                         help="time spent per point (0: the minimum of three calls)")
@@ -202,6 +206,11 @@ def main(argv=None) -> int:
     # Outputs are checked before the benchmark, not after it.
     if args.plot and Path(args.plot).is_dir():
         parser.error(f"--plot {args.plot} is a directory, not a file")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error("--plot needs matplotlib: pip install 'lenet5-pynq[bench]'")
     for option, path in (("--json", args.json), ("--plot", plot_path(args.plot) if args.plot else None)):
         if path and path != "-":
             try:
@@ -211,9 +220,14 @@ def main(argv=None) -> int:
     names = args.backends  # checked by argparse: known names
     quiet = args.json == "-"
     log = (lambda *a: print(*a, file=sys.stderr)) if quiet else print
+    try:
+        weight_kwargs = backends.weight_arguments(args.weights, args.spec)
+    except ValueError as e:  # WeightsError, SpecError
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     log(f"machine: {machine()}")
     try:
-        rows = run(names, args.batches, args.mnist, args.min_seconds, log, quiet=args.quiet)
+        rows = run(names, args.batches, args.mnist, args.min_seconds, log, quiet=args.quiet, backend_kwargs=weight_kwargs)
     except mnist.MnistFormatError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
 """Classify pictures of handwritten digits from the command line.
 
-    python -m lenet5_pynq.classify IMAGE... [--backend NAME] [--json] [--top K] [--debug-dir DIR]
+    python -m lenet5_pynq.classify IMAGE... [--backend NAME] [--weights FILE [--spec FILE]] [--json] [--top K] [--debug-dir DIR]
     python -m lenet5_pynq.classify --samples
 
 Each image is brought into MNIST form by `preprocess` (which finds the digit in a photo), then
@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from . import atomic, cli_types, network, preprocess, progress, samples
-from .backends import BackendUnavailable, load_backend, names
+from .backends import BackendUnavailable, load_backend, names, weight_arguments
 
 EXIT_OK = 0
 EXIT_BAD_FILE = 1
@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--samples", action="store_true", help="also classify the ten shipped sample digits")
     parser.add_argument("--backend", default="auto", type=cli_types.backend_name(),
                         help=f"where to run the network: {', '.join(names())} (default: auto)")
+    parser.add_argument("--weights", metavar="FILE", help="float weights .npz from train (default: the shipped ones)")
+    parser.add_argument("--spec", metavar="FILE", help="their fixed-point spec (default: fixed_spec.json beside --weights)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
     parser.add_argument("--top", type=cli_types.int_between(1, network.NUM_CLASSES), metavar="K",
                         help=f"also list the K most likely digits (1..{network.NUM_CLASSES})")
@@ -86,7 +88,12 @@ def main(argv=None) -> int:
             print(f"error: --debug-dir {args.debug_dir}: {_one_line(e)}", file=sys.stderr)
             return EXIT_USAGE
     try:
-        backend = load_backend(args.backend)
+        weight_kwargs = weight_arguments(args.weights, args.spec)
+    except ValueError as e:  # WeightsError, SpecError
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        backend = load_backend(args.backend, **weight_kwargs)
     except (BackendUnavailable, ImportError, OSError, ValueError) as e:
         print(f"error: backend {args.backend}: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE

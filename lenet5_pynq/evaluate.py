@@ -1,9 +1,11 @@
 """Accuracy of a backend on the MNIST test set, and its agreement with the golden model.
 
-    python -m lenet5_pynq.evaluate --backend NAME [--mnist DIR] [--limit N] [--json]
+    python -m lenet5_pynq.evaluate --backend NAME [--weights FILE [--spec FILE]] [--mnist DIR] [--limit N] [--json]
 
 Agreement is counted per image: the same class as the golden model, and (for fixed-point
-backends) every raw logit bit the same.
+backends) every raw logit bit the same.  With --weights (a `train` archive), the backend and the
+golden model both run those weights, with the spec beside them (`quantize`'s fixed_spec.json)
+unless --spec names another.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ def _predict(backend, images: np.ndarray, desc: str, quiet: bool) -> tuple[backe
 
 
 def evaluate(backend, images: np.ndarray, labels: np.ndarray, golden=None, quiet: bool = False) -> dict:
-    """Accuracy and agreement with the golden model (see the module); a progress bar on stderr
-    when it is a terminal and not `quiet`."""
+    """Accuracy and agreement with the golden model (see the module), `golden` (by default the
+    shipped weights'; give the one on the backend's weights for others); a progress bar on
+    stderr when it is a terminal and not `quiet`."""
     result, seconds = _predict(backend, images, backend.name, quiet)
     report = {
         "backend": backend.name,
@@ -65,6 +68,8 @@ def evaluate(backend, images: np.ndarray, labels: np.ndarray, golden=None, quiet
 
 def format_report(r: dict) -> str:
     lines = [f"backend {r['backend']}: {r['correct']}/{r['images']} correct = {r['accuracy']:.2%} ({r['seconds']:.2f} s)"]
+    if "weights" in r:
+        lines.append(f"weights {r['weights']}, spec {r['spec']}")
     if "golden" in r:
         lines.append(r["golden"])
     else:
@@ -78,21 +83,27 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lenet5_pynq.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--backend", default="auto", type=cli_types.backend_name(),
                         help=f"one of {', '.join(backends.names())}")
+    parser.add_argument("--weights", metavar="FILE", help="float weights .npz from train (default: the shipped ones)")
+    parser.add_argument("--spec", metavar="FILE", help="their fixed-point spec (default: fixed_spec.json beside --weights)")
     parser.add_argument("--mnist", help="MNIST directory (default: $LENET5_MNIST or ../shared/mnist)")
     parser.add_argument("--limit", type=cli_types.positive_int, help="only the first N test images")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
     try:
+        weight_kwargs = backends.weight_arguments(args.weights, args.spec)
         images, labels = mnist.load(args.mnist, "test")
-        backend = backends.load_backend(args.backend)
+        backend = backends.load_backend(args.backend, **weight_kwargs)
     except (mnist.MnistFormatError, backends.BackendUnavailable, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.limit:
         images, labels = images[: args.limit], labels[: args.limit]
     with backend:
-        report = evaluate(backend, images, labels, quiet=args.quiet)
+        golden = None if backend.name == "cpu" else backends.load_backend("cpu", verbose=False, **weight_kwargs)
+        report = evaluate(backend, images, labels, golden, quiet=args.quiet)
+    if weight_kwargs:
+        report.update(weights=str(weight_kwargs["weights_path"]), spec=str(weight_kwargs["spec_path"]))
     print(json.dumps(report) if args.json else format_report(report))
     return 0
 

@@ -534,7 +534,10 @@ def main(argv=None) -> int:
         for p in problems:
             print(f"error: {p}", file=sys.stderr)
         if not problems:
-            print(f"{HEADER.name}: CFFI reads its declarations and the library exports them; {SHAPES_HEADER.name} up to date")
+            library = library_path()
+            exports = ("the library exports them" if library.is_file()
+                       else f"the library's exports not checked ({library} is not built)")
+            print(f"{HEADER.name}: CFFI reads its declarations, {exports}; {SHAPES_HEADER.name} up to date")
         return 1 if problems else 0
     if args.cmd == "info":
         try:

@@ -160,17 +160,18 @@ def _bench_torch(backend, name: str, batches, repeats: int, pool: np.ndarray, wh
 
 
 def run(names: list[str], batches: list[int] = DEFAULT_BATCHES, repeats: int = 7, wheres=WHERES, pool=None,
-        on_backend_done=None) -> list[dict]:
+        on_backend_done=None, backend_kwargs: dict | None = None) -> list[dict]:
     """Rows (dicts: backend, batch, where, seconds_per_call, images_per_second, us_per_image,
     device) for each available backend; unavailable ones are skipped with a note on stderr.
-    `on_backend_done(rows)` is called with the rows so far after each backend."""
+    `on_backend_done(rows)` is called with the rows so far after each backend; `backend_kwargs`
+    (other weights: `backends.weight_arguments`) go to every backend."""
     from .backends import BackendUnavailable, load_backend
 
     pool = image_pool() if pool is None else pool
     rows = []
     for name in names:
         try:
-            backend = load_backend(name, verbose=False)
+            backend = load_backend(name, verbose=False, **(backend_kwargs or {}))
         except BackendUnavailable as e:
             _log(f"gpu_bench: skipping {name}: {e}")
             continue

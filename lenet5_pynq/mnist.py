@@ -1,6 +1,7 @@
 """Reader for the MNIST IDX files, in a directory laid out as Keras and torchvision cache them.
 
-Never downloads: the caller names the directory (tests use ../shared/mnist).
+Never downloads: the caller names the directory, else $LENET5_MNIST, else ../shared/mnist relative
+to the working directory (where the tests find it, run from the repository's root).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
 SPLITS = {"train": ("train-images", "train-labels"), "test": ("t10k-images", "t10k-labels")}
 ENV_VAR = "LENET5_MNIST"
+DEFAULT_DIR = Path("..", "shared", "mnist")  # relative to the working directory, not to the package
 
 
 class MnistFormatError(ValueError):
@@ -23,12 +25,13 @@ class MnistFormatError(ValueError):
 
 
 def default_dir() -> Path | None:
-    """$LENET5_MNIST, or ../shared/mnist beside a source checkout, or None."""
+    """$LENET5_MNIST, or ../shared/mnist of the working directory (as an absolute path), or None.
+    Never beside the package: installed, that is site-packages."""
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env)
-    beside = Path(__file__).resolve().parents[2] / "shared" / "mnist"
-    return beside if beside.is_dir() else None
+    here = DEFAULT_DIR.resolve()
+    return here if here.is_dir() else None
 
 
 def _find(directory: Path, stem: str, kind: str) -> Path:
@@ -102,7 +105,8 @@ def load(directory: str | os.PathLike | None = None, split: str = "test") -> tup
     if directory is None:
         directory = default_dir()
         if directory is None:
-            raise MnistFormatError(f"no MNIST directory given and ${ENV_VAR} is not set")
+            raise MnistFormatError(f"no MNIST directory given, ${ENV_VAR} is not set and there is no "
+                                   f"{DEFAULT_DIR} in {Path.cwd()}")
     directory = Path(directory)
     if not directory.is_dir():
         raise MnistFormatError(f"{directory}: not a directory")

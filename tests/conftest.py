@@ -9,7 +9,7 @@ def mnist_dir():
     """The MNIST directory, or a skip that says where it was looked for (tests never download)."""
     directory = mnist.default_dir()
     if directory is None:
-        pytest.skip(f"no MNIST: ${mnist.ENV_VAR} is not set and there is no ../shared/mnist beside the checkout")
+        pytest.skip(f"no MNIST: ${mnist.ENV_VAR} is not set and there is no ../shared/mnist in the working directory")
     if not directory.is_dir():
         pytest.skip(f"no MNIST: ${mnist.ENV_VAR}={directory} is not a directory")
     return directory

@@ -141,3 +141,46 @@ def test_float_backend_without_a_compiler(monkeypatch, mnist_test):
     assert np.array_equal(fallback.predict(images).classes, FloatBackend(engine="numpy").predict(images).classes)
     with pytest.raises(backends.BackendUnavailable, match="no C compiler found"):
         FloatBackend(engine="c")
+
+
+@pytest.mark.parametrize("name", ["cpu", "cpu-float", "csim", "sim"])
+def test_classes_are_int64_on_every_backend(name):
+    from simboard_fixtures import sample_images
+
+    try:
+        backend = load_backend(name, verbose=False)
+    except backends.BackendUnavailable as e:
+        pytest.skip(f"{name} unavailable: {e}")
+    with backend:
+        assert backend.predict(sample_images(5)).classes.dtype == np.int64
+
+
+def test_prediction_makes_classes_int64():
+    """One place for the dtype: argmax gives int32 on 32-bit ARM (the PYNQ-Z2's armhf)."""
+    p = backends.Prediction(np.array([3, 1], np.int32), np.zeros((2, 10), np.int16))
+    assert p.classes.dtype == np.int64 and p.classes.tolist() == [3, 1]
+
+
+def test_auto_names_only_engines_that_could_run_here(monkeypatch, capsys):
+    from lenet5_pynq.backends import fpga, gpu
+
+    if fpga.on_board():
+        pytest.skip("on a PYNQ board")
+    monkeypatch.setattr(gpu, "could_run_here", lambda: False)  # no NVIDIA driver, no nvcc
+    monkeypatch.setenv("LENET5_GPU_LIB", "/nonexistent/liblenet5_gpu.so")
+    monkeypatch.setattr("lenet5_pynq.gpu._LIB", None)
+    assert load_backend("auto").name == "cpu"
+    assert capsys.readouterr().err.strip() == "auto: using backend cpu"  # no board advice, no nvcc advice
+    monkeypatch.setattr(gpu, "could_run_here", lambda: True)  # a driver or nvcc, but no library built
+    load_backend("auto")
+    err = capsys.readouterr().err
+    assert "(skipped gpu: CUDA library /nonexistent/liblenet5_gpu.so is not built" in err and "fpga" not in err
+
+
+def test_bench_plot_needs_matplotlib_before_measuring(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    monkeypatch.setattr(bench, "run", lambda *a, **k: pytest.fail("measured before checking for matplotlib"))
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--backends", "cpu", "--batches", "1", "--plot", str(tmp_path / "plot.png")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and err[-1].endswith("--plot needs matplotlib: pip install 'lenet5-pynq[bench]'")

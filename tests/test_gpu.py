@@ -81,6 +81,14 @@ def test_cdef_matches_header():
     assert gpu.check_header() == []
 
 
+def test_check_header_says_what_it_did_not_check(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv(gpu.ENV_LIB, str(tmp_path / "missing.so"))
+    assert gpu.main(["check-header"]) == 0
+    out = capsys.readouterr().out
+    assert f"the library's exports not checked ({tmp_path / 'missing.so'} is not built)" in out
+    assert "the library exports them" not in out
+
+
 @pytest.fixture(scope="module")
 def built_library(tmp_path_factory):
     """The library built by nvcc for every architecture, here, once per module (no GPU needed)."""

@@ -76,3 +76,19 @@ def test_missing_and_damaged(tmp_path):
         mnist.load(d, "test")
     with pytest.raises(ValueError, match="split"):
         mnist.load(d, "validation")
+
+
+def test_default_dir_is_relative_to_the_working_directory(monkeypatch, tmp_path):
+    """Not beside the package (site-packages, once installed): $LENET5_MNIST, else ../shared/mnist
+    of the working directory (the repository's root when the tests run)."""
+    (tmp_path / "shared" / "mnist").mkdir(parents=True)
+    (tmp_path / "repo").mkdir()
+    monkeypatch.delenv(mnist.ENV_VAR, raising=False)
+    monkeypatch.chdir(tmp_path / "repo")
+    assert mnist.default_dir() == (tmp_path / "shared" / "mnist").resolve()
+    monkeypatch.chdir(tmp_path)
+    assert mnist.default_dir() is None
+    with pytest.raises(mnist.MnistFormatError, match=r"\$LENET5_MNIST is not set and there is no \.\./shared/mnist in"):
+        mnist.load(None, "test")
+    monkeypatch.setenv(mnist.ENV_VAR, str(tmp_path / "elsewhere"))
+    assert mnist.default_dir() == tmp_path / "elsewhere"  # the variable comes first

@@ -36,6 +36,10 @@ def test_notebook_executes(path, monkeypatch):
     except backends.BackendUnavailable as e:
         pytest.skip(f"sim backend unavailable: {e}")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    from lenet5_pynq import mnist
+
+    if mnist.default_dir() is not None:  # the kernel runs in notebooks/, where ../shared/mnist is not
+        monkeypatch.setenv(mnist.ENV_VAR, str(mnist.default_dir()))
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     nbclient.NotebookClient(nb, timeout=TIMEOUT_S, kernel_name="python3",

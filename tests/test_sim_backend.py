@@ -75,7 +75,7 @@ def test_auto_skips_fpga_off_board(capsys):
         pytest.skip("on a PYNQ board")
     backend = backends.load_backend("auto")
     assert backend.name != "fpga"
-    assert "fpga: not a PYNQ board" in capsys.readouterr().err
+    assert "fpga" not in capsys.readouterr().err  # off a board, no word about one
 
 
 def test_bench_measures_sim():

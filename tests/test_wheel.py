@@ -5,6 +5,7 @@ with the PYNQ image's versions (.ci/wheel_check.py)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -19,13 +20,25 @@ from lenet5_pynq import source_tree
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _can_build_wheels_here() -> bool:
+    """setuptools >= 64 with a bdist_wheel command (built in from 70.1, else the wheel package)."""
+    try:
+        import setuptools
+    except ImportError:
+        return False
+    major, minor = (int(part) for part in setuptools.__version__.split(".")[:2])
+    return (major, minor) >= (64, 0) and ((major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None)
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    # No build isolation: the build must not need the network, and this environment's
-    # setuptools (>= 64, as pyproject.toml asks) is the one the wheel is built with.
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                           "-w", str(out), str(REPO)], capture_output=True, text=True, timeout=300)
+    # Without build isolation where this environment can build wheels itself (no network
+    # needed); else pip fetches the build requirements pyproject.toml names.
+    isolation = [] if _can_build_wheels_here() else ["--use-pep517"]
+    no_isolation = ["--no-build-isolation"] if not isolation else []
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *no_isolation, *isolation,
+                           "-w", str(out), str(REPO)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (built,) = out.glob("lenet5_pynq-*.whl")
     return built

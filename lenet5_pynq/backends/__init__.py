@@ -4,9 +4,10 @@ tensorflow and a workstation never imports pynq unless it uses them."""
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 
-from .base import Backend, BackendUnavailable, Prediction, check_images
+from .base import Backend, BackendUnavailable, Prediction, check_images, weight_files
 
 # name -> (module, factory, keyword arguments)
 _REGISTRY = {
@@ -26,6 +27,12 @@ _REGISTRY = {
 }
 # Best first; names not registered yet (added by later work) are skipped.
 AUTO_ORDER = ("fpga", "gpu", "cpu")
+# name -> (module, function): whether its engine could exist on this machine at all; `auto`
+# names the ones it skipped only then (no GPU advice on a board, no board advice elsewhere).
+_COULD_RUN = {
+    "fpga": ("lenet5_pynq.backends.fpga", "on_board"),
+    "gpu": ("lenet5_pynq.backends.gpu", "could_run_here"),
+}
 
 
 def names() -> list[str]:
@@ -36,8 +43,49 @@ def register(name: str, module: str, factory: str, **kwargs) -> None:
     _REGISTRY[name] = (module, factory, kwargs)
 
 
+def _could_run(name: str) -> bool:
+    if name not in _COULD_RUN:
+        return True
+    module, function = _COULD_RUN[name]
+    return bool(getattr(importlib.import_module(module), function)())
+
+
+def weight_arguments(weights=None, spec=None) -> dict:
+    """`load_backend`'s keyword arguments for the commands' --weights and --spec: none for the
+    shipped pair; otherwise the files of `weight_files` (the spec beside the weights by
+    default), read and checked now, so that a bad one is one line before any work
+    (WeightsError, SpecError)."""
+    if weights is None and spec is None:
+        return {}
+    from .. import fixedspec
+
+    weights_path, spec_path = weight_files(weights, spec)
+    fixedspec.load_quantized(weights_path, spec_path)
+    return {"weights_path": weights_path, "spec_path": spec_path}
+
+
+def _fit_arguments(name: str, factory, kwargs: dict) -> dict:
+    """`kwargs` for `factory`: a float network takes no fixed-point spec (dropped); a backend that
+    takes no weights cannot run other weights than its own (BackendUnavailable, never the
+    shipped ones in their place)."""
+    parameters = inspect.signature(factory).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return kwargs
+    kwargs = dict(kwargs)
+    if "spec_path" not in parameters:
+        kwargs.pop("spec_path", None)
+    if "weights_path" not in parameters:
+        other = kwargs.pop("weights_path", None)
+        if other is not None:
+            raise BackendUnavailable(f"backend {name} runs only its own weights, not {other}")
+    return kwargs
+
+
 def load_backend(name: str = "auto", verbose: bool = True, **kwargs) -> Backend:
-    """The backend called `name`; "auto" picks the best available and says which on stderr."""
+    """The backend called `name`; "auto" picks the best available and says which on stderr.
+
+    `weights_path=` and `spec_path=` (see `weight_arguments`) run other weights than the shipped
+    ones on any backend that takes them; a float backend ignores the spec."""
     if name == "auto":
         reasons = []
         for candidate in AUTO_ORDER:
@@ -46,7 +94,8 @@ def load_backend(name: str = "auto", verbose: bool = True, **kwargs) -> Backend:
             try:
                 backend = load_backend(candidate, verbose=False, **kwargs)
             except BackendUnavailable as e:
-                reasons.append(f"{candidate}: {e}")
+                if _could_run(candidate):
+                    reasons.append(f"{candidate}: {e}")
                 continue
             if verbose:
                 skipped = f" (skipped {'; '.join(reasons)})" if reasons else ""
@@ -56,7 +105,9 @@ def load_backend(name: str = "auto", verbose: bool = True, **kwargs) -> Backend:
     if name not in _REGISTRY:
         raise ValueError(f"unknown backend {name!r}; choose from {', '.join(names())}")
     module, factory, defaults = _REGISTRY[name]
-    return getattr(importlib.import_module(module), factory)(**{**defaults, **kwargs})
+    make = getattr(importlib.import_module(module), factory)
+    return make(**{**defaults, **_fit_arguments(name, make, kwargs)})
 
 
-__all__ = ["Backend", "BackendUnavailable", "Prediction", "check_images", "load_backend", "names", "register"]
+__all__ = ["Backend", "BackendUnavailable", "Prediction", "check_images", "load_backend", "names", "register",
+           "weight_arguments", "weight_files"]

@@ -6,17 +6,18 @@ from __future__ import annotations
 import numpy as np
 
 from .. import fixedspec, golden, network, weights
-from .base import Backend, BackendUnavailable, Prediction, check_images
+from .base import Backend, BackendUnavailable, Prediction, check_images, weight_files
 
 
 class GoldenBackend(Backend):
-    """The fixed-point network in integer arithmetic: raw int16 logits, as the fabric returns."""
+    """The fixed-point network in integer arithmetic: raw int16 logits, as the fabric returns.
+    Other weights run with their spec (`weight_files`: by default the one beside them)."""
 
     name = "cpu"
     exact = True
 
     def __init__(self, weights_path=None, spec_path=None):
-        self.layers, self.spec = fixedspec.load_quantized(weights_path, spec_path)
+        self.layers, self.spec = fixedspec.load_quantized(*weight_files(weights_path, spec_path))
         self.logit_scale = self.spec.logits.scale
 
     def predict(self, images) -> Prediction:

@@ -27,7 +27,7 @@ import numpy as np
 from .. import fixedspec, hls_stream, network, progress, sharedlib, source_tree, validation, weights
 from .. import native
 from ..atomic import file_lock
-from .base import Backend, BackendUnavailable, Prediction, check_images
+from .base import Backend, BackendUnavailable, Prediction, check_built_formats, check_images, weight_files
 
 HLS_SRC = source_tree.root("hls_src")
 LIBRARY_NAME = "liblenet5_csim.so"
@@ -183,9 +183,11 @@ class CsimBackend(Backend):
     exact = True
 
     def __init__(self, weights_path=None, spec_path=None):
-        self.weights_path = Path(weights_path) if weights_path is not None else weights.SHIPPED
-        self.spec_path = Path(spec_path) if spec_path is not None else fixedspec.SHIPPED
+        """The shipped weights, or others (`weight_files`: with the spec beside them unless
+        `spec_path` is given), whose spec must have the built formats (SpecError otherwise)."""
+        self.weights_path, self.spec_path = weight_files(weights_path, spec_path)
         layers, self.spec = fixedspec.load_quantized(self.weights_path, self.spec_path)
+        check_built_formats(self.spec, str(self.spec_path))
         self.logit_scale = self.spec.logits.scale
         self._stream = hls_stream.pack_weight_stream(layers)
         with lock:
@@ -200,12 +202,7 @@ class CsimBackend(Backend):
         `allow_saturation`) lies beyond the spec's formats, `fixedspec.SpecError` for a spec
         whose formats differ; nothing is sent then."""
         spec = fixedspec.load(spec_path) if spec_path is not None else self.spec
-        for layer in network.LAYERS:
-            for tensor in fixedspec.TENSORS:
-                a, b = getattr(spec.layers[layer.name], tensor), getattr(self.spec.layers[layer.name], tensor)
-                if a != b:
-                    raise fixedspec.SpecError(f"{spec_path}: layers.{layer.name}.{tensor} is {a.ctype()}, the "
-                                              f"accelerator was built with {b.ctype()}")
+        check_built_formats(spec, str(spec_path))
         if params is None:
             params, _ = weights.load(weights_path)
             source = str(weights_path if weights_path is not None else weights.SHIPPED)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .base import Backend, BackendUnavailable, Prediction, check_images
+from .base import Backend, BackendUnavailable, Prediction, check_built_formats, check_images, weight_files
 
 PYNQ_BOARD_FILE = "/proc/device-tree/chosen/pynq_board"
 
@@ -24,11 +24,26 @@ class _OverlayBackend(Backend):
     exact = True
     fallback_reason = ""  # why board_or_sim() chose the simulated board
 
-    def _open(self, **overlay_kwargs):
+    def _open(self, weights_path=None, spec_path=None, **overlay_kwargs):
+        """Open the overlay; other weights than the power-on ones (`weight_files`: with the spec
+        beside them unless `spec_path` is given) go in through the weight stream, and their spec
+        must have the fabric's formats (SpecError otherwise, before the overlay is opened)."""
+        from .. import fixedspec
         from ..overlay import LeNet5Overlay
 
+        spec = None
+        if weights_path is not None or spec_path is not None:
+            weights_path, spec_path = weight_files(weights_path, spec_path)
+            spec = fixedspec.load(spec_path, weights_path)  # made for these weights
+            check_built_formats(spec, str(spec_path), "the fabric")
         self.overlay = LeNet5Overlay(**overlay_kwargs)
         self.logit_scale = self.overlay.logit_scale
+        if spec is not None:
+            try:
+                self.load_weights(weights_path, spec)
+            except BaseException:
+                self.close()
+                raise
 
     def predict(self, images) -> Prediction:
         return self.overlay.classify(check_images(images))
@@ -53,7 +68,7 @@ class FpgaBackend(_OverlayBackend):
 
     name = "fpga"
 
-    def __init__(self, bitfile=None, board=None, **overlay_kwargs):
+    def __init__(self, bitfile=None, board=None, weights_path=None, spec_path=None, **overlay_kwargs):
         if bitfile is None and not on_board():
             raise BackendUnavailable(f"not a PYNQ board ({PYNQ_BOARD_FILE} does not exist)")
         try:
@@ -66,7 +81,7 @@ class FpgaBackend(_OverlayBackend):
             path = Path(bitfile) if bitfile is not None else default_bitfile(board)
         except (OverlayNotFound, ValueError) as e:
             raise BackendUnavailable(str(e)) from None
-        self._open(bitfile=path, **overlay_kwargs)
+        self._open(weights_path, spec_path, bitfile=path, **overlay_kwargs)
 
 
 class SimBackend(_OverlayBackend):
@@ -74,7 +89,7 @@ class SimBackend(_OverlayBackend):
 
     name = "sim"
 
-    def __init__(self, board=None, **overlay_kwargs):
+    def __init__(self, board=None, weights_path=None, spec_path=None, **overlay_kwargs):
         try:
             import pynq  # noqa: F401
         except ImportError as e:
@@ -85,7 +100,7 @@ class SimBackend(_OverlayBackend):
         board = board or board_design.DEFAULT_BOARD
         self.board = SimBoard(board)
         self.device = f"simulated {board} (HLS C simulation as the fabric)"
-        self._open(bitfile=self.board.bitfile, device=self.board, **overlay_kwargs)
+        self._open(weights_path, spec_path, bitfile=self.board.bitfile, device=self.board, **overlay_kwargs)
 
 
 def board_or_sim(**overlay_kwargs) -> _OverlayBackend:

@@ -9,10 +9,24 @@ driver or GPU.
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import numpy as np
 
 from .. import fixedspec, weights
-from .base import Backend, BackendUnavailable, Prediction, check_images
+from .base import Backend, BackendUnavailable, Prediction, check_images, weight_files
+
+
+NVIDIA_DRIVER = "/proc/driver/nvidia/version"  # the kernel driver's (also inside GPU containers)
+
+
+def could_run_here() -> bool:
+    """An NVIDIA driver or the CUDA compiler is on this machine: the GPU backends could run here
+    (`auto` mentions them only then, not on a board or a laptop without either)."""
+    from .. import gpu
+
+    return os.path.exists(NVIDIA_DRIVER) or shutil.which("nvidia-smi") is not None or gpu.nvcc_path() is not None
 
 
 def open_network(mode: str, weights_path=None, spec_path=None, device: int = 0, params=None, quantized=None):
@@ -42,7 +56,8 @@ class GpuBackend(Backend):
     mode = "fixed"
 
     def __init__(self, weights_path=None, spec_path=None, device: int = 0, variant: str = "auto"):
-        self.spec = fixedspec.load(spec_path, weights_path if weights_path is not None else weights.SHIPPED)
+        weights_path, spec_path = weight_files(weights_path, spec_path)  # by default the spec beside the weights
+        self.spec = fixedspec.load(spec_path, weights_path)
         self.net = open_network(self.mode, weights_path, spec_path, device)
         self.net.set_variant(variant)
         self.device_name = self.net.device_name
