@@ -1,8 +1,8 @@
 """The one build step that needs code: the wheel carries, inside the package, what a source
 checkout has beside it, so that every backend and both notebooks work from `pip install`:
 
-* notebooks/*.ipynb -> lenet5_pynq/overlays/notebooks/ (`pynq get-notebooks lenet5-pynq`);
-* hls_src/ and gpu_ref/ (the files SHIPPED_SOURCES names) -> lenet5_pynq/_src/,
+* notebooks/*.ipynb -> lenet5_pynq/bitstreams/notebooks/ (`pynq get-notebooks lenet5-pynq`);
+* hls_src/ and cuda/ (the files SHIPPED_SOURCES names) -> lenet5_pynq/_src/,
   which the csim library and the CUDA library are built from (into the user's build cache).
 
 Everything else (metadata, dependencies, extras, entry points) is in pyproject.toml.
@@ -17,11 +17,11 @@ from setuptools.command.build_py import build_py
 HERE = Path(__file__).resolve().parent
 
 
-# What of hls_src/ and gpu_ref/ the wheel carries: what the csim and CUDA libraries are built
+# What of hls_src/ and cuda/ the wheel carries: what the csim and CUDA libraries are built
 # from (lenet5_pynq/source_tree.py finds them there).
 SHIPPED_SOURCES = {
     "hls_src": ("Makefile", "*.cpp", "*.h", "*.tcl", "generated/*", "tb/*"),
-    "gpu_ref": ("include/*.h", "src/*.cu", "src/*.cuh", "src/*.h", "generated/*.h"),
+    "cuda": ("include/*.h", "src/*.cu", "src/*.cuh", "src/*.h", "generated/*.h"),
 }
 
 
@@ -29,7 +29,10 @@ class BuildWithSources(build_py):
     def run(self):
         super().run()
         package = Path(self.build_lib) / "lenet5_pynq"
-        _copy(HERE / "notebooks", ("*.ipynb",), package / "overlays" / "notebooks")
+        # build/lib may hold copies of an earlier build: ship exactly today's files.
+        for stale in (package / "_src", package / "bitstreams" / "notebooks"):
+            shutil.rmtree(stale, ignore_errors=True)
+        _copy(HERE / "notebooks", ("*.ipynb",), package / "bitstreams" / "notebooks")
         for tree, patterns in SHIPPED_SOURCES.items():
             _copy(HERE / tree, patterns, package / "_src" / tree)
 

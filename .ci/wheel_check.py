@@ -29,7 +29,7 @@ def files_under(folder: Path) -> dict[str, int]:
 
 def main() -> int:
     import lenet5_pynq
-    from lenet5_pynq import overlays, source_tree
+    from lenet5_pynq import bitstreams, source_tree
 
     package = Path(lenet5_pynq.__file__).resolve().parent
     if source_tree.in_checkout():
@@ -53,7 +53,7 @@ def main() -> int:
 
     os.environ.setdefault("MPLBACKEND", "Agg")
     with tempfile.TemporaryDirectory() as home:
-        overlays.deliver_notebooks(None, str(overlays.HERE), home, "lenet5-pynq")
+        bitstreams.deliver_notebooks(None, str(bitstreams.HERE), home, "lenet5-pynq")
         delivered = sorted((Path(home) / "lenet5-pynq").glob("*.ipynb"))
         if len(delivered) != 2:
             print(f"error: expected 2 notebooks in the wheel, found {[p.name for p in delivered]}", file=sys.stderr)

@@ -4,7 +4,7 @@ the AXI DMA configuration and the Zynq PS settings of every board.
 Three readers, no second copy:
 
 * the Vivado flow: ``python -m lenet5_pynq.board_design tcl --board pynq-z2`` writes the tcl
-  variables that ``overlay/tcl/block_design.tcl`` builds the block design from (``overlay/Makefile``);
+  variables that ``vivado/tcl/block_design.tcl`` builds the block design from (``vivado/Makefile``);
 * the simulated board (``lenet5_pynq.simboard``) renders the ``.hwh`` a Vivado build of this
   description would carry (``render_hwh``), so the real ``pynq.Overlay`` parses it;
 * the driver (``lenet5_pynq.overlay``) finds the IP by these instance names and checks the
@@ -81,7 +81,7 @@ class Board:
     """One target board: its part and board preset, its PS, and where the IP sits in the PS's
     master window."""
 
-    name: str  # directory name under lenet5_pynq/overlays/
+    name: str  # directory name under lenet5_pynq/bitstreams/
     pynq_names: tuple[str, ...]  # $BOARD on the PYNQ image
     part: str
     board_part: str
@@ -208,7 +208,7 @@ def _tcl_dict(d: dict) -> str:
 
 
 def render_tcl(name: str) -> str:
-    """tcl variables for overlay/tcl/block_design.tcl (generated; never edited by hand)."""
+    """tcl variables for vivado/tcl/block_design.tcl (generated; never edited by hand)."""
     b = board(name)
     check(b)
     lines = [

@@ -113,7 +113,7 @@ def _bench_library(backend, name: str, batches, repeats: int, pool: np.ndarray, 
             logits = np.empty((batch, net.num_classes), net.logits_dtype(mode))
             resident0 = net.resident_stats()[0]
             times = _host_times(lambda: net.infer_into(images, mode, classes, logits), repeats)
-            # resident: the calls went through the resident kernel (gpu_ref/include/lenet5_gpu.h)
+            # resident: the calls went through the resident kernel (cuda/include/lenet5_gpu.h)
             resident = net.resident_stats()[0] > resident0
             rows.append(_row(name, batch, "host", statistics.median(times), net.device_name, resident=resident))
             _log(f"  {name:14s} host   batch {batch:>9,d}: {rows[-1]['seconds_per_call'] * 1e6:12.1f} us per call")

@@ -1,7 +1,7 @@
 """Where the sources that the package compiles live, and where their builds go.
 
 Two sources trees are compiled at run time: ``hls_src/`` (the accelerator's HLS C++, built by
-g++ into the `csim` library that the `csim` and `sim` backends run) and ``gpu_ref/`` (the CUDA
+g++ into the `csim` library that the `csim` and `sim` backends run) and ``cuda/`` (the CUDA
 library, built by nvcc).  From a source checkout (an editable install, the tests) they are the
 checkout's own folders and build into their ``build/`` folders, as make and the README say.
 From a wheel they are the copies shipped inside the package (``lenet5_pynq/_src/``, copied there
@@ -19,7 +19,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 CHECKOUT = PACKAGE_DIR.parent
 SHIPPED = PACKAGE_DIR / "_src"  # the wheel's copies (setup.py, BuildWithSources)
 # The file that tells a tree is there.
-MARKERS = {"hls_src": "Makefile", "gpu_ref": "include/lenet5_gpu.h"}
+MARKERS = {"hls_src": "Makefile", "cuda": "include/lenet5_gpu.h"}
 
 
 def in_checkout() -> bool:
@@ -30,7 +30,7 @@ def in_checkout() -> bool:
 
 
 def root(tree: str) -> Path:
-    """The folder of `tree` ("hls_src" or "gpu_ref"): the checkout's, else the shipped copy.
+    """The folder of `tree` ("hls_src" or "cuda"): the checkout's, else the shipped copy.
     It may be missing (a wheel built without it); callers check `exists(tree)`."""
     _check(tree)
     return CHECKOUT / tree if in_checkout() else SHIPPED / tree

@@ -74,7 +74,7 @@ def need_gpu():
 
 
 def test_shapes_header_is_fresh():
-    assert gpu.write_shapes_header(check=True), "gpu_ref/generated/lenet5_shapes.h is stale: python -m lenet5_pynq.gpu header"
+    assert gpu.write_shapes_header(check=True), "cuda/generated/lenet5_shapes.h is stale: python -m lenet5_pynq.gpu header"
 
 
 def test_cdef_matches_header():

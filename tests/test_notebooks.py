@@ -48,8 +48,8 @@ def test_notebook_executes(path, monkeypatch):
 
 
 def test_get_notebooks_delivers_them(tmp_path):
-    from lenet5_pynq import overlays
+    from lenet5_pynq import bitstreams
 
-    overlays.deliver_notebooks(None, str(overlays.HERE), str(tmp_path), "lenet5-pynq")
+    bitstreams.deliver_notebooks(None, str(bitstreams.HERE), str(tmp_path), "lenet5-pynq")
     delivered = sorted(p.name for p in (tmp_path / "lenet5-pynq").glob("*.ipynb"))
     assert delivered == [p.name for p in PATHS] and len(delivered) == 2

@@ -280,7 +280,7 @@ def test_default_bitfile_off_board(monkeypatch):
     monkeypatch.delenv("BOARD", raising=False)
     with pytest.raises(drv.OverlayNotFound):
         drv.default_bitfile()
-    with pytest.raises(drv.OverlayNotFound, match="overlay/README.md"):
+    with pytest.raises(drv.OverlayNotFound, match="vivado/README.md"):
         drv.default_bitfile("zcu104")
 
 

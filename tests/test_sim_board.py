@@ -198,7 +198,7 @@ def test_generated_tcl_is_valid_tcl(name, tmp_path):
         pytest.skip("no tclsh")
     params = tmp_path / "design_params.tcl"
     params.write_text(board_design.render_tcl(name))
-    bd = Path(__file__).resolve().parents[1] / "overlay" / "tcl" / "block_design.tcl"
+    bd = Path(__file__).resolve().parents[1] / "vivado" / "tcl" / "block_design.tcl"
     script = tmp_path / "check.tcl"
     script.write_text(f"source {params}\nsource {bd}\n"
                       "puts [info procs create_lenet5_bd]\n"

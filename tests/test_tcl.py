@@ -1,5 +1,5 @@
-"""Dry runs of every tcl script under tclsh: hls_src/build_prj.tcl (Vitis HLS), overlay/tcl/build.tcl
-and overlay/tcl/block_design.tcl (Vivado).  The vendor commands are recording stand-ins; a command
+"""Dry runs of every tcl script under tclsh: hls_src/build_prj.tcl (Vitis HLS), vivado/tcl/build.tcl
+and vivado/tcl/block_design.tcl (Vivado).  The vendor commands are recording stand-ins; a command
 the script calls that has no stand-in fails the run (`unknown`), and every option a script passes is
 checked against the tables below of the options the vendor documents for that command.
 
@@ -26,7 +26,7 @@ from lenet5_pynq import board_design, export, hls_config, hls_headers
 REPO = Path(__file__).resolve().parents[1]
 HLS_SRC = REPO / "hls_src"
 BUILD_PRJ = HLS_SRC / "build_prj.tcl"
-OVERLAY_TCL = REPO / "overlay" / "tcl"
+OVERLAY_TCL = REPO / "vivado" / "tcl"
 TCLSH = shutil.which("tclsh")
 
 pytestmark = pytest.mark.skipif(TCLSH is None, reason="needs tclsh (tcl 8.6)")

@@ -58,11 +58,11 @@ def test_wheel_carries_the_sources_and_the_notebooks(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for path in ("hls_src/Makefile", "hls_src/lenet5.cpp", "hls_src/lenet5_layers.h", "hls_src/csim_api.h",
                  "hls_src/csim_api.cpp", "hls_src/generated/lenet5_types.h", "hls_src/generated/lenet5_weights.h",
-                 "hls_src/tb/lenet5_tb.cpp", "gpu_ref/include/lenet5_gpu.h", "gpu_ref/src/api.cu",
-                 "gpu_ref/src/launch.cu", "gpu_ref/generated/lenet5_shapes.h"):
+                 "hls_src/tb/lenet5_tb.cpp", "cuda/include/lenet5_gpu.h", "cuda/src/api.cu",
+                 "cuda/src/launch.cu", "cuda/generated/lenet5_shapes.h"):
         assert f"lenet5_pynq/_src/{path}" in names, path
     for notebook in sorted((REPO / "notebooks").glob("*.ipynb")):
-        assert f"lenet5_pynq/overlays/notebooks/{notebook.name}" in names
+        assert f"lenet5_pynq/bitstreams/notebooks/{notebook.name}" in names
     assert {"lenet5_pynq/data/weights.npz", "lenet5_pynq/data/fixed_spec.json"} <= names
     assert not [n for n in names if "/build/" in n or "/results/" in n or n.endswith((".o", ".so"))]
 
@@ -92,7 +92,7 @@ def test_from_the_wheel_sim_builds_into_the_cache_and_is_bit_exact(installed, tm
 def test_source_tree_prefers_the_checkout():
     assert source_tree.in_checkout()
     assert source_tree.root("hls_src") == REPO / "hls_src"
-    assert source_tree.build_dir("gpu_ref") == REPO / "gpu_ref" / "build"
+    assert source_tree.build_dir("cuda") == REPO / "cuda" / "build"
 
 
 def test_source_tree_without_a_checkout_uses_the_shipped_copy_and_the_cache(monkeypatch, tmp_path):
@@ -108,8 +108,8 @@ def test_source_tree_without_a_checkout_uses_the_shipped_copy_and_the_cache(monk
 def test_gpu_build_without_sources_names_them(monkeypatch, tmp_path):
     from lenet5_pynq import gpu
 
-    monkeypatch.setattr(gpu, "GPU_DIR", tmp_path / "gpu_ref")
-    monkeypatch.setattr(gpu, "HEADER", tmp_path / "gpu_ref" / "include" / "lenet5_gpu.h")
+    monkeypatch.setattr(gpu, "GPU_DIR", tmp_path / "cuda")
+    monkeypatch.setattr(gpu, "HEADER", tmp_path / "cuda" / "include" / "lenet5_gpu.h")
     with pytest.raises(FileNotFoundError, match="the CUDA sources are missing"):
         gpu.build(tmp_path / "out", regenerate=False)
     assert not (tmp_path / "out").exists()  # nvcc was never run on missing files

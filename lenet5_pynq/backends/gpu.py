@@ -1,4 +1,4 @@
-"""GPU backends through the CUDA library (gpu_ref/, loaded with CFFI):
+"""GPU backends through the CUDA library (cuda/, loaded with CFFI):
 
 * `gpu`: the fixed-point network, bit-exact with the golden model (raw int16 logits);
 * `gpu-float`: the float32 network (Keras numbers).

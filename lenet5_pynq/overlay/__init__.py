@@ -1,7 +1,7 @@
 """The PYNQ driver of the LeNet-5 overlay: an AXI DMA in simple mode feeding the HLS accelerator.
 
     from lenet5_pynq.overlay import LeNet5Overlay
-    ol = LeNet5Overlay()                 # lenet5_pynq/overlays/<board>/lenet5.bit, or a path
+    ol = LeNet5Overlay()                 # lenet5_pynq/bitstreams/<board>/lenet5.bit, or a path
     pred = ol.classify(images)           # uint8 [N, 28, 28] -> Prediction (classes, raw int16 logits)
     ol.last_timing                       # fabric time vs Python and DMA overhead of that call
     ol.load_weights("retrained.npz")     # new weights through the accelerator's weight-load mode
@@ -70,14 +70,14 @@ __all__ = [
     # weights
     "WeightSet", "fabric_spec", "prepare_weights",
     # this module
-    "OVERLAYS_DIR", "LeNet5Overlay", "board_name", "default_bitfile",
+    "BITSTREAMS_DIR", "LeNet5Overlay", "board_name", "default_bitfile",
 ]
 
-OVERLAYS_DIR = Path(__file__).resolve().parent.parent / "overlays"  # lenet5_pynq/overlays
+BITSTREAMS_DIR = Path(__file__).resolve().parent.parent / "bitstreams"  # lenet5_pynq/bitstreams
 
 
 def board_name() -> str | None:
-    """This board's directory name under lenet5_pynq/overlays, from the PYNQ image ($BOARD or the
+    """This board's directory name under lenet5_pynq/bitstreams, from the PYNQ image ($BOARD or the
     device tree), or None off a board."""
     candidates = [os.environ.get("BOARD", "")]
     try:
@@ -94,16 +94,16 @@ def board_name() -> str | None:
 
 
 def default_bitfile(board: str | None = None) -> Path:
-    """lenet5_pynq/overlays/<board>/lenet5.bit (with lenet5.hwh beside it)."""
+    """lenet5_pynq/bitstreams/<board>/lenet5.bit (with lenet5.hwh beside it)."""
     name = board_design.board(board).name if board else board_name()
     if name is None:
         raise OverlayNotFound("not on a PYNQ board ($BOARD and /proc/device-tree/chosen/pynq_board say nothing); "
                               "pass the board name or a bitstream path")
-    bit = OVERLAYS_DIR / name / f"{board_design.OVERLAY_NAME}.bit"
+    bit = BITSTREAMS_DIR / name / f"{board_design.OVERLAY_NAME}.bit"
     missing = [p.name for p in (bit, bit.with_suffix(".hwh")) if not p.is_file()]
     if missing:
         raise OverlayNotFound(f"{', '.join(missing)} missing in {bit.parent}: build the overlay for {name} "
-                              "with overlay/ (see overlay/README.md) or install a package that ships it")
+                              "with overlay/ (see vivado/README.md) or install a package that ships it")
     return bit
 
 

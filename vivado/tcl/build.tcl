@@ -3,7 +3,7 @@
 #
 #   vivado -mode batch -source build.tcl -tclargs DESIGN_PARAMS.tcl HLS_IP_REPO JOBS
 #
-# Called by overlay/Makefile (make BOARD=pynq-z2).  Written to the documented Vivado tcl commands
+# Called by vivado/Makefile (make BOARD=pynq-z2).  Written to the documented Vivado tcl commands
 # (UG835, UG994) of Vivado 2022.2 or later (wait_on_runs); not run on the development machines (no
 # Vivado there): tests/test_tcl.py dry-runs it under tclsh with recording stand-ins.
 

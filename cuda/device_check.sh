@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # On a GPU machine, from the repository root: build, test (pytest -m gpu), benchmark.
-# Logs and JSON go to $OUT (default ./gpu_ref/build/out).  Needs .gpu_data/ (prepare_device_data.py)
+# Logs and JSON go to $OUT (default ./cuda/build/out).  Needs .gpu_data/ (prepare_device_data.py)
 # and, where cffi is missing, its wheels in .whl/.
-#   gpu_ref/device_check.sh [build] [test] [bench] [latency] [sweep] [ncu] ...   (default: build test bench)
+#   cuda/device_check.sh [build] [test] [bench] [latency] [sweep] [ncu] ...   (default: build test bench)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT="${OUT:-gpu_ref/build/out}"
+OUT="${OUT:-cuda/build/out}"
 mkdir -p "$OUT"
 steps="${*:-build test bench}"
 export PYTHONUNBUFFERED=1 LENET5_MNIST="$PWD/.gpu_data/mnist"
@@ -20,7 +20,7 @@ for step in $steps; do
     case "$step" in
     build)
         $PY -m lenet5_pynq.gpu build --arch sm_90 2>&1 | tee "$OUT/build.log" | grep -E "registers|spill|error|warning" ;
-        [ -f gpu_ref/build/liblenet5_gpu.so ] || { echo "build failed"; exit 1; } ;;
+        [ -f cuda/build/liblenet5_gpu.so ] || { echo "build failed"; exit 1; } ;;
     buildall)
         $PY -m lenet5_pynq.gpu build 2>&1 | tee "$OUT/build.log" | grep -E "error|warning" ;;
     test)
@@ -33,11 +33,11 @@ for step in $steps; do
             --json "$OUT/bench.json" 2> "$OUT/bench.log" || status=1
         tail -5 "$OUT/bench.log" ;;
     latency)  # resident path vs a launch per call, C call and Python call, n = 1, 2, 7
-        timeout 300 $PY gpu_ref/latency.py --json "$OUT/latency.json" 2>&1 | tee "$OUT/latency.log" || status=1 ;;
+        timeout 300 $PY cuda/latency.py --json "$OUT/latency.json" 2>&1 | tee "$OUT/latency.log" || status=1 ;;
     sweep)
-        $PY gpu_ref/sweep.py --batches "${SWEEP_BATCHES:-1,16,100,300,1000,2047,4096,10000,100000,1000000}" --json "$OUT/sweep.json" 2>&1 | tee "$OUT/sweep.log" ;;
+        $PY cuda/sweep.py --batches "${SWEEP_BATCHES:-1,16,100,300,1000,2047,4096,10000,100000,1000000}" --json "$OUT/sweep.json" 2>&1 | tee "$OUT/sweep.log" ;;
     exact)
-        $PY gpu_ref/exactness.py 2>&1 | tee "$OUT/exactness.log" ;;
+        $PY cuda/exactness.py 2>&1 | tee "$OUT/exactness.log" ;;
     clocks)  # SM clock and power while fixed mode runs 1M-image batches
         nvidia-smi --query-gpu=clocks.sm,power.draw,temperature.gpu --format=csv,noheader -lms 200 > "$OUT/clocks.csv" &
         smi=$!
@@ -54,18 +54,18 @@ for mode in ('float', 'fixed'):
         kill $smi; sort "$OUT/clocks.csv" | uniq -c | sort -rn | head -8 ;;
     ncu-lat)
         ncu --set full --import-source yes --launch-skip 1 --launch-count 1 --kernel-name regex:fused -o "$OUT/lat_float" -f \
-            $PY gpu_ref/profile_one.py block 1 > "$OUT/ncu_lat.log" 2>&1
+            $PY cuda/profile_one.py block 1 > "$OUT/ncu_lat.log" 2>&1
         ncu --set full --import-source yes --launch-skip 3 --launch-count 1 --kernel-name regex:fused -o "$OUT/lat_fixed" -f \
-            $PY gpu_ref/profile_one.py block 1 >> "$OUT/ncu_lat.log" 2>&1
+            $PY cuda/profile_one.py block 1 >> "$OUT/ncu_lat.log" 2>&1
         for m in float fixed; do
             ncu --import "$OUT/lat_$m.ncu-rep" --page details > "$OUT/lat_${m}_details.txt" 2>&1
             ncu --import "$OUT/lat_$m.ncu-rep" --page source --csv --print-source sass > "$OUT/lat_${m}_sass.csv" 2>&1
             grep -E "Duration|SM Frequency|Issue Slots Busy|Warp Cycles Per Issued|Registers Per" "$OUT/lat_${m}_details.txt"
         done ;;
     ncu)
-        $PY gpu_ref/profile_one.py > /dev/null 2>&1  # warm
+        $PY cuda/profile_one.py > /dev/null 2>&1  # warm
         ncu --set full --launch-count "${NCU_COUNT:-2}" --kernel-name regex:fused -o "$OUT/profile" -f \
-            $PY gpu_ref/profile_one.py > "$OUT/ncu.log" 2>&1 || status=1
+            $PY cuda/profile_one.py > "$OUT/ncu.log" 2>&1 || status=1
         ncu --import "$OUT/profile.ncu-rep" --page details > "$OUT/ncu_details.txt" 2>&1
         grep -E "fused_network|Duration|Registers|Achieved Occupancy|Compute \(SM\) Throughput|Issue Slots Busy|Executed Ipc A|Bank Conflicts|L1/TEX Hit|Warp Cycles Per Issued|Stall" "$OUT/ncu_details.txt" | head -60 ;;
     esac

@@ -78,7 +78,7 @@ const LayerDesc kLayers[kNumLayers] = {describe<lenet5::L0>(), describe<lenet5::
 constexpr int64_t kSmallBatch = 256;
 constexpr int64_t kChunk = 32768;
 // Below this many images, AUTO uses the block-per-image variant (crossovers measured on an H100,
-// gpu_ref/NOTES.md).
+// cuda/NOTES.md).
 constexpr int64_t kBlockVariantBelow[2] = {512, 1024};  // float, fixed
 // AUTO's variant for fixed mode at larger batches.
 constexpr lenet5::Variant kFixedThroughputVariant = lenet5::kVariantWarpSmall;
@@ -668,7 +668,7 @@ LENET5_API int lenet5_gpu_create(int device, const lenet5_layer_params* layers, 
             h->resident_idle_us = us;
         }
         // LENET5_GPU_HOST_WAIT=spin: poll a completion flag in mapped memory instead of
-        // cudaStreamSynchronize (measured no faster on an H100: gpu_ref/NOTES.md).
+        // cudaStreamSynchronize (measured no faster on an H100: cuda/NOTES.md).
         const char* wait = std::getenv("LENET5_GPU_HOST_WAIT");
         h->spin_wait = wait && std::strcmp(wait, "spin") == 0;
         if (float_set && (s = load_float(h, layers))) return s;

@@ -1,5 +1,5 @@
 """Launches for Nsight Compute (device_check.sh ncu / ncu-lat): one call per mode of the given
-variant and batch size.   python gpu_ref/profile_one.py [variant] [batch]"""
+variant and batch size.   python cuda/profile_one.py [variant] [batch]"""
 import sys
 from pathlib import Path
 

@@ -1,7 +1,7 @@
-"""Measurement notes helper (gpu_ref/NOTES.md): every kernel variant at several batch sizes
+"""Measurement notes helper (cuda/NOTES.md): every kernel variant at several batch sizes
 (device to device), and the parts of the one-image host latency.
 
-    python gpu_ref/sweep.py [--batches 1,100,1000,...] [--json FILE]
+    python cuda/sweep.py [--batches 1,100,1000,...] [--json FILE]
 """
 
 import argparse
@@ -46,7 +46,7 @@ def main() -> int:
                 print(f"{mode:6s} {variant:10s} {batch:>8d} {t * 1e6:10.1f} us {batch / t / 1e6:9.3f} M/s", flush=True)
     net.set_variant("auto")
 
-    # One image, host to host, a launch per call (the resident path is off here: gpu_ref/latency.py
+    # One image, host to host, a launch per call (the resident path is off here: cuda/latency.py
     # measures it): Python wrapper vs the bare C call, spin-wait vs stream sync.
     lat = []
     for wait in ("spin", "sync"):

@@ -3,7 +3,7 @@ kernel launch per call, through the bare C call and through `GpuNetwork.infer_in
 apart (a launch per call, the resident kernel ended or still there); the kernel alone (device
 memory).
 
-    python gpu_ref/latency.py [--json FILE]
+    python cuda/latency.py [--json FILE]
 """
 
 import argparse

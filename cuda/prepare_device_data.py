@@ -2,7 +2,7 @@
 no tensorflow and no ../shared/mnist: the MNIST test split and Keras's logits for the current
 weights (tests/test_gpu.py::test_float_matches_keras reads them when their weights hash matches).
 
-    python gpu_ref/prepare_device_data.py [--mnist DIR]
+    python cuda/prepare_device_data.py [--mnist DIR]
 """
 
 import argparse

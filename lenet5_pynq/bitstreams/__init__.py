@@ -1,10 +1,10 @@
 """Where the LeNet-5 bitstreams live, one directory per board, `.bit` and `.hwh` side by side with
 the same stem, as PYNQ expects:
 
-    lenet5_pynq/overlays/pynq-z2/lenet5.bit   lenet5_pynq/overlays/pynq-z2/lenet5.hwh
-    lenet5_pynq/overlays/zcu104/...           lenet5_pynq/overlays/kv260/...
+    lenet5_pynq/bitstreams/pynq-z2/lenet5.bit   lenet5_pynq/bitstreams/pynq-z2/lenet5.hwh
+    lenet5_pynq/bitstreams/zcu104/...           lenet5_pynq/bitstreams/kv260/...
 
-They are built by overlay/ (`make BOARD=pynq-z2`, see overlay/README.md) and copied here; none
+They are built by vivado/ (`make BOARD=pynq-z2`, see vivado/README.md) and copied here; none
 are committed.  This package is the target of two PYNQ entry points:
 
 * ``pynq.overlays``: `pynq.Overlay("lenet5.bit")` searches this directory (and its
@@ -35,7 +35,7 @@ def deliver_notebooks(device, src_path, dst_path, name, folder=False, overlays_r
     `pynqutils.setup_utils.deliver_notebooks`): copy the notebooks to `dst_path`/`name`.
 
     The overlay itself is found by the notebooks at run time (this board's directory under
-    lenet5_pynq/overlays), so nothing else is copied."""
+    lenet5_pynq/bitstreams), so nothing else is copied."""
     source = notebook_dir()
     if source is None:
         raise FileNotFoundError("no LeNet-5 notebooks found in the installed package or its checkout")

@@ -1,5 +1,5 @@
 """Exactness figures for the README: every kernel variant against the golden model (fixed) and
-against Keras's logits (float) on the 10,000 MNIST test images.   python gpu_ref/exactness.py"""
+against Keras's logits (float) on the 10,000 MNIST test images.   python cuda/exactness.py"""
 import hashlib
 import sys
 from pathlib import Path
