@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import atomic, cli_types, network, preprocess, progress, samples
+from . import atomic, cli_types, network, preprocess, progress, sample_digits
 from .backends import BackendUnavailable, load_backend, names, weight_arguments
 
 EXIT_OK = 0
@@ -73,9 +73,9 @@ def main(argv=None) -> int:
 
     paths = [Path(p) for p in args.images]
     if args.samples:
-        shipped = samples.paths()
+        shipped = sample_digits.paths()
         if not shipped:
-            print(f"error: no sample digits in {samples.SAMPLES_DIR}", file=sys.stderr)
+            print(f"error: no sample digits in {sample_digits.SAMPLES_DIR}", file=sys.stderr)
             return EXIT_USAGE
         paths += shipped
     if args.debug_dir is not None:
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        sample_paths = set(samples.paths()) if args.samples else set()
+        sample_paths = set(sample_digits.paths()) if args.samples else set()
         for result in results:
             if "digit" in result:
                 print(_line(result, args.top, short=Path(result["path"]) in sample_paths))

@@ -16,10 +16,9 @@ import numpy as np
 from PIL import Image
 
 from . import mnist, preprocess
+from .sample_digits import DIGITS, SAMPLES_DIR
 from .backends import load_backend
 
-SAMPLES_DIR = Path(__file__).resolve().parent / "data" / "samples"
-DIGITS = range(10)
 UPSCALE = 4  # 28 -> 112 pixels
 CANVAS = 144  # paper around the upscaled digit, so that it can sit off-centre
 PAPER_TOP = np.array([246, 242, 232], np.float32)  # cream, lit from above ...
@@ -30,11 +29,6 @@ INK = np.array([30, 34, 70], np.float32)  # blue-black ballpoint
 MIN_CONFIDENCE = 0.99
 BATCH = 500
 _RESAMPLING = getattr(Image, "Resampling", Image)  # Pillow 9.0 has only Image.BICUBIC and the like
-
-
-def paths() -> list[Path]:
-    """The shipped sample files, ``digit_0.png`` ... ``digit_9.png``, in digit order."""
-    return sorted(SAMPLES_DIR.glob("digit_*.png"))
 
 
 def render(image: np.ndarray, digit: int) -> Image.Image:

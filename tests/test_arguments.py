@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from lenet5_pynq import backends, cli_types
+from lenet5_pynq.gpu import __main__ as gpu_command
 
 NOT_A_DIR = "/nonexistent/mnist"  # commands must fail on the argument before they read MNIST
 
@@ -39,8 +40,8 @@ NOT_A_DIR = "/nonexistent/mnist"  # commands must fail on the argument before th
     ("quantize", ["--mnist", NOT_A_DIR, "--calibration", "all"], "argument --calibration: not an integer"),
     ("export", ["golden", "--out", "/tmp/never-written", "--count", "0"], "argument --count: must be at least 1, not 0"),
     ("export", ["golden", "--out", "/tmp/never-written", "--count", "x"], "argument --count: not an integer"),
-    ("gpu", ["build", "--arch", "sm90"], "argument --arch: not an sm_XY architecture: 'sm90'"),
-    ("gpu", ["build", "--arch", "sm_9"], "argument --arch: not an sm_XY architecture"),
+    ("gpu.__main__", ["build", "--arch", "sm90"], "argument --arch: not an sm_XY architecture: 'sm90'"),
+    ("gpu.__main__", ["build", "--arch", "sm_9"], "argument --arch: not an sm_XY architecture"),
     ("gpu_bench", ["--backends", "cpu"], "argument --backends: unknown backend 'cpu'; choose from gpu, gpu-float"),
     ("gpu_bench", ["--batches", "0"], "argument --batches: batch sizes must be positive"),
     ("gpu_bench", ["--repeats", "0"], "argument --repeats: must be at least 1, not 0"),
@@ -53,19 +54,18 @@ def test_bad_argument_is_a_usage_error(module, argv, message, capsys):
     assert e.value.code == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
-    assert lines[-1].startswith(f"python -m lenet5_pynq.{module}") and ": error: " in lines[-1]
+    assert lines[-1].startswith(f"python -m lenet5_pynq.{module.removesuffix('.__main__')}") and ": error: " in lines[-1]
     assert message in lines[-1], lines[-1]
     assert all(line.startswith(("usage:", " ")) for line in lines[:-1])  # the usage, then one error line
     assert captured.out == ""
 
 
 def test_gpu_build_out_that_is_a_file(tmp_path, capsys):
-    from lenet5_pynq import gpu
 
     f = tmp_path / "file"
     f.write_text("")
     with pytest.raises(SystemExit) as e:
-        gpu.main(["build", "--out", str(f)])
+        gpu_command.main(["build", "--out", str(f)])
     assert e.value.code == 2 and "argument --out: " in capsys.readouterr().err
 
 

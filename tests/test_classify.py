@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lenet5_pynq import classify, preprocess, samples
+from lenet5_pynq import classify, preprocess, sample_digits, samples
 from lenet5_pynq.backends import BackendUnavailable, load_backend
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ SAMPLE_LINE = re.compile(r"^digit_(\d)\.png: \1 \(\d{1,3}\.\d%\) \[cpu\]$")
 def good(tmp_path) -> Path:
     """A readable picture of a 3: a shipped sample, copied so that its path is short."""
     path = tmp_path / "three.png"
-    path.write_bytes(samples.paths()[3].read_bytes())
+    path.write_bytes(sample_digits.paths()[3].read_bytes())
     return path
 
 
@@ -44,7 +44,7 @@ def png_claiming(width: int, height: int) -> bytes:
 
 def truncated(image_format: str) -> bytes:
     buffer = io.BytesIO()
-    with Image.open(samples.paths()[3]) as image:
+    with Image.open(sample_digits.paths()[3]) as image:
         image.save(buffer, image_format)
     return buffer.getvalue()[: buffer.tell() // 2]
 
@@ -155,7 +155,7 @@ def test_all_images_go_in_one_batch(good, capsys, monkeypatch):
             pass
 
     monkeypatch.setattr(classify, "load_backend", lambda name, **kwargs: Counting())
-    assert classify.main([str(good), str(samples.paths()[7]), str(good)]) == 0
+    assert classify.main([str(good), str(sample_digits.paths()[7]), str(good)]) == 0
     assert calls == [(3, 28, 28)]
     assert [line.split(": ")[1][0] for line in capsys.readouterr().out.splitlines()] == ["3", "7", "3"]
 
@@ -171,18 +171,18 @@ def test_top_k_lists_the_k_best(good, capsys):
 
 
 def test_samples_are_shipped():
-    paths = samples.paths()
+    paths = sample_digits.paths()
     assert [p.name for p in paths] == [f"digit_{d}.png" for d in range(10)]
     for path in paths:
         assert path.stat().st_size < 16_000, path
         with Image.open(path) as image:
             assert min(image.size) >= 112, path
             assert np.median(np.asarray(image.convert("L"))) > 160, f"{path} should be dark ink on light paper"
-    assert "CC BY-SA 3.0" in (samples.SAMPLES_DIR / "README.md").read_text()
+    assert "CC BY-SA 3.0" in (sample_digits.SAMPLES_DIR / "README.md").read_text()
 
 
 def test_samples_are_classified_correctly():
-    frames = np.stack([preprocess.load_image(path) for path in samples.paths()])
+    frames = np.stack([preprocess.load_image(path) for path in sample_digits.paths()])
     with load_backend("cpu") as backend:
         assert list(backend.predict(frames).classes) == list(range(10))
 
@@ -199,7 +199,7 @@ def test_samples_flag_json(capsys):
     assert classify.main(["--samples", "--backend", "cpu", "--json", "--top", "3"]) == 0
     results = json.loads(capsys.readouterr().out)
     assert [r["digit"] for r in results] == list(range(10))
-    for result, path in zip(results, samples.paths()):
+    for result, path in zip(results, sample_digits.paths()):
         assert set(result) == {"path", "digit", "confidence", "top", "backend"}
         assert result["path"] == str(path) and result["backend"] == "cpu"
         assert len(result["top"]) == 3
@@ -211,10 +211,10 @@ def test_samples_flag_json(capsys):
 def test_samples_readme_names_their_sources(mnist_test):
     """The README's test-set indices, rendered again, give exactly the shipped pixels."""
     images, labels = mnist_test
-    readme = (samples.SAMPLES_DIR / "README.md").read_text()
+    readme = (sample_digits.SAMPLES_DIR / "README.md").read_text()
     indices = dict(re.findall(r"(\d): (\d+)", readme.split("index of each digit:")[1]))
     assert sorted(int(d) for d in indices) == list(range(10))
-    for digit, path in enumerate(samples.paths()):
+    for digit, path in enumerate(sample_digits.paths()):
         index = int(indices[str(digit)])
         assert labels[index] == digit
         with Image.open(path) as shipped:

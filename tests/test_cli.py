@@ -168,7 +168,7 @@ def test_auto_names_only_engines_that_could_run_here(monkeypatch, capsys):
         pytest.skip("on a PYNQ board")
     monkeypatch.setattr(gpu, "could_run_here", lambda: False)  # no NVIDIA driver, no nvcc
     monkeypatch.setenv("LENET5_GPU_LIB", "/nonexistent/liblenet5_gpu.so")
-    monkeypatch.setattr("lenet5_pynq.gpu._LIB", None)
+    monkeypatch.setattr("lenet5_pynq.gpu.library._LIB", None)
     assert load_backend("auto").name == "cpu"
     assert capsys.readouterr().err.strip() == "auto: using backend cpu"  # no board advice, no nvcc advice
     monkeypatch.setattr(gpu, "could_run_here", lambda: True)  # a driver or nvcc, but no library built

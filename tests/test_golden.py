@@ -83,7 +83,7 @@ def test_shipped_accuracy(mnist_test):
 def test_float_backend_matches_keras():
     keras = pytest.importorskip("keras")
     pytest.importorskip("tensorflow")
-    from lenet5_pynq.train import build_model, set_model_weights
+    from lenet5_pynq.keras_model import build_model, set_model_weights
 
     params, _ = weights.load()
     model = build_model(keras)

@@ -25,6 +25,7 @@ from lenet5_pynq import fixedspec, golden, gpu, network, weights
 from lenet5_pynq.backends import BackendUnavailable, load_backend
 from lenet5_pynq.backends.cpu import FloatBackend
 from lenet5_pynq.fixedpoint import ROUNDING_MODES, SATURATION_MODES, FixedFormat, cast
+from lenet5_pynq.gpu import __main__ as gpu_command
 
 ROOT = Path(__file__).resolve().parents[1]
 KERAS_LOGITS = Path(os.environ.get("LENET5_KERAS_LOGITS", ROOT / ".gpu_data" / "keras_logits.npz"))
@@ -83,7 +84,7 @@ def test_cdef_matches_header():
 
 def test_check_header_says_what_it_did_not_check(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv(gpu.ENV_LIB, str(tmp_path / "missing.so"))
-    assert gpu.main(["check-header"]) == 0
+    assert gpu_command.main(["check-header"]) == 0
     out = capsys.readouterr().out
     assert f"the library's exports not checked ({tmp_path / 'missing.so'} is not built)" in out
     assert "the library exports them" not in out
@@ -169,7 +170,7 @@ def test_backends_unavailable_without_gpu():
 
 def test_backend_unavailable_without_library(monkeypatch, tmp_path):
     monkeypatch.setenv(gpu.ENV_LIB, str(tmp_path / "missing.so"))
-    monkeypatch.setattr(gpu, "_LIB", None)
+    monkeypatch.setattr(gpu.library, "_LIB", None)
     with pytest.raises(BackendUnavailable, match="not built"):
         load_backend("gpu")
 
@@ -278,10 +279,10 @@ def keras_logits(images: np.ndarray) -> np.ndarray:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tensorflow import keras
 
-    from lenet5_pynq import train
+    from lenet5_pynq import keras_model
 
-    model = train.build_model(keras)
-    train.set_model_weights(model, weights.load()[0])
+    model = keras_model.build_model(keras)
+    keras_model.set_model_weights(model, weights.load()[0])
     return model.predict(images[..., None].astype(np.float32), batch_size=1000, verbose=0)
 
 

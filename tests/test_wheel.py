@@ -106,10 +106,10 @@ def test_source_tree_without_a_checkout_uses_the_shipped_copy_and_the_cache(monk
 
 
 def test_gpu_build_without_sources_names_them(monkeypatch, tmp_path):
-    from lenet5_pynq import gpu
+    from lenet5_pynq.gpu import nvcc
 
-    monkeypatch.setattr(gpu, "GPU_DIR", tmp_path / "cuda")
-    monkeypatch.setattr(gpu, "HEADER", tmp_path / "cuda" / "include" / "lenet5_gpu.h")
+    monkeypatch.setattr(nvcc, "GPU_DIR", tmp_path / "cuda")
+    monkeypatch.setattr(nvcc, "HEADER", tmp_path / "cuda" / "include" / "lenet5_gpu.h")
     with pytest.raises(FileNotFoundError, match="the CUDA sources are missing"):
-        gpu.build(tmp_path / "out", regenerate=False)
+        nvcc.build(tmp_path / "out", regenerate=False)
     assert not (tmp_path / "out").exists()  # nvcc was never run on missing files

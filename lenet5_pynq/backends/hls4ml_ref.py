@@ -25,7 +25,7 @@ class Hls4mlBackend(Backend):
             import keras
         except ImportError as e:
             raise BackendUnavailable(f"needs tensorflow and hls4ml ({e})") from None
-        from ..train import build_model, set_model_weights
+        from ..keras_model import build_model, set_model_weights
 
         params, _ = weights.load(weights_path)
         model = build_model(keras, rescale=False)  # hls4ml knows no Rescaling layer

@@ -26,7 +26,7 @@ class KerasBackend(Backend):
 
     def __init__(self, weights_path=None, direct: bool = False):
         keras = _keras()
-        from ..train import build_model, set_model_weights
+        from ..keras_model import build_model, set_model_weights
 
         params, _ = weights.load(weights_path)
         self.model = build_model(keras)

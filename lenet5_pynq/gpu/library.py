@@ -1,0 +1,136 @@
+"""The CUDA library's binding: where its sources and its build are, the C API's declarations
+(read from the CDEF section of cuda/include/lenet5_gpu.h, the header the C compiler reads too),
+and the loaded library with its status codes.
+
+The library is found at $LENET5_GPU_LIB, else cuda/build/liblenet5_gpu.so of a checkout (from a
+wheel: the build cache, `source_tree`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .. import source_tree
+
+GPU_DIR = source_tree.root("cuda")  # the checkout's cuda/, or the wheel's copy
+HEADER = GPU_DIR / "include" / "lenet5_gpu.h"
+LIB_NAME = "liblenet5_gpu.so"
+ENV_LIB = "LENET5_GPU_LIB"
+
+
+class GpuLibraryMissing(RuntimeError):
+    """The shared library is not built (or cannot be loaded)."""
+
+
+class GpuError(RuntimeError):
+    """A library call returned a non-zero status."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _tokens(text: str) -> list[str]:
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r"//[^\n]*", " ", text)
+    return re.findall(r"[A-Za-z_]\w*|\d+|\S", text)
+
+
+def header_cdef(path: Path = HEADER) -> str:
+    """The declarations between the CDEF markers of the C header."""
+    text = path.read_text()
+    m = re.search(r"/\* BEGIN CDEF \*/(.*?)/\* END CDEF \*/", text, flags=re.S)
+    if not m:
+        raise ValueError(f"{path}: no /* BEGIN CDEF */ ... /* END CDEF */ section")
+    body = m.group(1)
+    if re.search(r"^\s*#", body, flags=re.M):
+        raise ValueError(f"{path}: preprocessor lines inside the CDEF section")
+    return body
+
+
+def declared_functions(cdef: str) -> list[str]:
+    """Names of the functions a cdef declares."""
+    return re.findall(r"\b(lenet5_gpu_\w+)\s*\(", re.sub(r"/\*.*?\*/", " ", cdef, flags=re.S))
+
+
+def check_header(path: Path = HEADER, library: Path | None = None) -> list[str]:
+    """Problems with the header as CFFI's declarations (empty when there are none): the CDEF
+    section must be plain C that cffi parses, and every function it declares must be exported by
+    the built library (`library`, default: the one `library_path()` names, when it exists)."""
+    try:
+        body = header_cdef(path)
+    except (OSError, ValueError) as e:
+        return [str(e)]
+    problems = []
+    try:
+        import cffi
+
+        cffi.FFI().cdef(body)
+    except Exception as e:  # noqa: BLE001 - any parse failure is the finding
+        problems.append(f"cffi cannot parse {path.name}: {type(e).__name__}: {e}")
+    library = library if library is not None else library_path()
+    if library.is_file():
+        import ctypes
+
+        exported = ctypes.CDLL(str(library))
+        missing = [name for name in declared_functions(body) if not hasattr(exported, name)]
+        if missing:
+            problems.append(f"{path.name} declares {', '.join(missing)}, which {library.name} does not export")
+    return problems
+
+
+def build_dir() -> Path:
+    """Where the library is built by default: cuda/build in a checkout, else the build cache."""
+    return source_tree.build_dir("cuda")
+
+
+_LIB = None
+
+
+def library_path() -> Path:
+    env = os.environ.get(ENV_LIB)
+    return Path(env) if env else build_dir() / LIB_NAME
+
+
+def load_library():
+    """(ffi, lib), loaded once; GpuLibraryMissing says how to build it."""
+    global _LIB
+    if _LIB is None:
+        path = library_path()
+        if not path.is_file():
+            raise GpuLibraryMissing(
+                f"CUDA library {path} is not built: run `python -m lenet5_pynq.gpu build` (needs nvcc) "
+                f"or set ${ENV_LIB}"
+            )
+        import cffi
+
+        ffi = cffi.FFI()
+        try:
+            ffi.cdef(header_cdef())
+        except (OSError, ValueError) as e:
+            raise GpuLibraryMissing(f"the C API's declarations are unreadable: {e}") from None
+        try:
+            lib = ffi.dlopen(str(path))
+        except OSError as e:
+            raise GpuLibraryMissing(f"cannot load {path}: {e}") from None
+        _LIB = (ffi, lib)
+    return _LIB
+
+
+def _check(lib, ffi, status: int, what: str) -> None:
+    if status != 0:
+        detail = ffi.string(lib.lenet5_gpu_last_error()).decode(errors="replace")
+        kind = ffi.string(lib.lenet5_gpu_status_string(status)).decode()
+        raise GpuError(status, f"{what}: {kind}: {detail}")
+
+
+def device_count() -> int:
+    """CUDA devices the library sees; raises GpuError (status NO_DRIVER / NO_DEVICE) when none."""
+    ffi, lib = load_library()
+    count = ffi.new("int *")
+    _check(lib, ffi, lib.lenet5_gpu_device_count(count), "device count")
+    return count[0]
+
+
