@@ -2,7 +2,9 @@
 mode, so no Python headers or setuptools are needed at run time; a board's gcc is enough).
 
 Layer sizes reach the C code as -D macros generated from lenet5_pynq.network, so the C sources
-never type a size.  Builds are cached by a hash of sources, flags and sizes in
+never type a size.  The flags that choose instructions depend on the target (`target_flags`):
+no fused multiply-add anywhere, NEON on 32-bit ARM where the processor has it; float_net.c says
+what each target's code is.  Builds are cached by a hash of sources, flags and sizes in
 $LENET5_CACHE (default ~/.cache/lenet5_pynq; it must be an absolute, writable directory, else a
 per-user directory under the system's temporary directory is used and stderr says so once).
 
@@ -15,6 +17,7 @@ to load or lacks its symbols is rebuilt once, then reported as a `BuildError`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -126,6 +129,66 @@ def _compiler() -> str:
     raise BuildError("no C compiler found (set $CC or install gcc)")
 
 
+def target_arch() -> str:
+    """What the kernel is compiled for: "x86_64", "aarch64", "armv7" (any 32-bit ARM) or
+    `platform.machine()`.  A 32-bit Python on a 64-bit ARM kernel (an armhf user space, whose gcc
+    targets 32-bit ARM) is "armv7"."""
+    import platform
+
+    machine = platform.machine().lower()
+    if machine.startswith(("arm", "aarch64")):
+        return "aarch64" if sys.maxsize > 2**32 else "armv7"
+    return {"amd64": "x86_64"}.get(machine, machine)
+
+
+def cpu_has_neon() -> bool:
+    """Whether /proc/cpuinfo lists NEON: "neon" from a 32-bit ARM kernel, "asimd" from a 64-bit one."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("Features") and {"neon", "asimd"} & set(line.split()) for line in f)
+    except OSError:
+        return False
+
+
+def target_flags(arch: str | None = None, neon: bool | None = None, clang: bool = False) -> list[str]:
+    """The flags, besides -O3 and -march=native, that choose the kernel's instructions for `arch`
+    (default `target_arch()`), whose processor has NEON or not (default `cpu_has_neon()`), built
+    by gcc or by clang.
+
+    - every target: -ffp-contract=off, so that no multiply is fused with its add, as x86's FMA,
+      AArch64's fmla and clang's default would (GCC's -std=c99 already means it);
+    - 32-bit ARM with NEON: -mfpu=neon, since an armhf gcc's default FPU (vfpv3-d16, or the +fp
+      of armv7-a) has none and -march=native does not always add it.  float_net.c then uses NEON
+      intrinsics, never -funsafe-math-optimizations;
+    - 32-bit ARM with clang: -mfpu=vfpv3-d16, since clang compiles float vectors to NEON, whose
+      flushing of subnormals float_net.c could not then avoid.
+
+    AArch64 always has NEON, and GCC vectorises for it at -O3."""
+    arch = target_arch() if arch is None else arch
+    flags = ["-ffp-contract=off"]
+    if arch == "armv7" and clang:
+        flags.append("-mfpu=vfpv3-d16")
+    elif arch == "armv7" and (cpu_has_neon() if neon is None else neon):
+        flags.append("-mfpu=neon")
+    return flags
+
+
+@functools.lru_cache(maxsize=None)
+def _is_clang(cc: str) -> bool:
+    try:
+        return "clang" in subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def candidate_flags(cc: str) -> list[list[str]]:
+    """The flag sets `build` tries with compiler `cc`, best first: a compiler without OpenMP or
+    -march=native still gets a working library."""
+    arch = target_arch()
+    target = target_flags(arch, clang=arch == "armv7" and _is_clang(cc))
+    return [[*target, *extra] for extra in (["-march=native", "-fopenmp"], ["-fopenmp"], ["-march=native"], [])]
+
+
 def _cpu_signature() -> str:
     """The processor the -march=native build is for: a cache shared between machines (an NFS
     home) must not hand one machine's instructions to another."""
@@ -151,7 +214,8 @@ def build(source: str, defines: dict[str, str], force: bool = False) -> Path:
     src = HERE / source
     key = hashlib.sha256()
     header = (HERE / source.replace(".c", ".h")).read_bytes()
-    for part in (src.read_bytes(), header, repr(sorted(defines.items())).encode(), cc.encode(), _cpu_signature().encode()):
+    parts = (src.read_bytes(), header, repr(sorted(defines.items())), cc, _cpu_signature(), repr(candidate_flags(cc)))
+    for part in (p if isinstance(p, bytes) else p.encode() for p in parts):
         key.update(part)
     out = cache_dir() / f"{src.stem}-{key.hexdigest()[:16]}.so"
     if not force and sharedlib.check_elf(out) is None:
@@ -168,8 +232,7 @@ def build(source: str, defines: dict[str, str], force: bool = False) -> Path:
 def _compile(cc: str, src: Path, defines: dict[str, str], out: Path) -> Path:
     flags = [f"-D{k}={v}" for k, v in defines.items()]
     errors = []
-    # Best first; a compiler without OpenMP or -march=native still gets a working library.
-    for extra in (["-march=native", "-fopenmp"], ["-fopenmp"], ["-march=native"], []):
+    for extra in candidate_flags(cc):
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".so.tmp")
         os.close(fd)
         try:
@@ -182,8 +245,9 @@ def _compile(cc: str, src: Path, defines: dict[str, str], out: Path) -> Path:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        errors.append(result.stderr.strip().splitlines()[-1:] or ["?"])
-    raise BuildError(f"{cc} could not compile {src.name}: {errors[-1][0]}")
+        lines = result.stderr.strip().splitlines()
+        errors.append(next((line for line in lines if "error" in line), lines[-1] if lines else "?"))
+    raise BuildError(f"{cc} could not compile {src.name}: {errors[-1]}")
 
 
 _LOADED: dict[Path, tuple] = {}

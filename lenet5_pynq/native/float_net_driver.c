@@ -1,0 +1,68 @@
+/* The float kernel as a program, for runs without Python: lenet5_pynq.native.cross builds it for
+ * the boards' ARM cores and runs it under qemu-user; it runs as well on a board.
+ *
+ *     float_net_driver PARAMS IMAGES LOGITS
+ *
+ * PARAMS holds the ten float32 arrays as backends/cpu.py packs them for the kernel, back to back;
+ * IMAGES holds uint8 images of IN_H x IN_W pixels, back to back; LOGITS is written with
+ * FC3_N float32 logits an image.  Compiled with the -D sizes of native.network_defines().
+ * Exit status 0, else 1 with the reason on stderr.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "float_net.c"
+
+/* The whole of `path` in a new buffer, its size in *size; NULL (said on stderr) on failure. */
+static void *read_file(const char *path, long *size) {
+    FILE *f = fopen(path, "rb");
+    void *data = NULL;
+    if (f && fseek(f, 0, SEEK_END) == 0 && (*size = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (data = malloc(*size ? (size_t)*size : 1)) && fread(data, 1, (size_t)*size, f) != (size_t)*size) {
+        free(data);
+        data = NULL;
+    }
+    if (!data) perror(path);
+    if (f) fclose(f);
+    return data;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s PARAMS IMAGES LOGITS\n", argv[0]);
+        return 1;
+    }
+    static const int sizes[N_PARAMS] = PARAM_SIZES;
+    long expected = 0, params_size, images_size;
+    for (int k = 0; k < N_PARAMS; ++k) expected += sizes[k] * (long)sizeof(float);
+    float *packed = read_file(argv[1], &params_size);
+    uint8_t *images = read_file(argv[2], &images_size);
+    if (!packed || !images) return 1;
+    if (params_size != expected) {
+        fprintf(stderr, "%s: %ld bytes, the ten parameter arrays take %ld\n", argv[1], params_size, expected);
+        return 1;
+    }
+    if (images_size % (IN_H * IN_W)) {
+        fprintf(stderr, "%s: %ld bytes, not a whole number of %dx%d images\n", argv[2], images_size, IN_H, IN_W);
+        return 1;
+    }
+    const float *params[N_PARAMS];
+    for (int k = 0, at = 0; k < N_PARAMS; at += sizes[k++]) params[k] = packed + at;
+    const int64_t n = images_size / (IN_H * IN_W);
+    float *logits = malloc((size_t)(n ? n : 1) * FC3_N * sizeof(float));
+    FILE *out = fopen(argv[3], "wb");
+    if (!logits || !out) {
+        perror(argv[3]);
+        return 1;
+    }
+    int status = lenet5_float_forward(params, images, n, logits);
+    if (status) {
+        fprintf(stderr, "lenet5_float_forward failed with status %d\n", status);
+        return 1;
+    }
+    if (fwrite(logits, sizeof(float) * FC3_N, (size_t)n, out) != (size_t)n || fclose(out)) {
+        perror(argv[3]);
+        return 1;
+    }
+    return 0;
+}
