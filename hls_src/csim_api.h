@@ -1,6 +1,6 @@
 /* C entry points of the C-simulation library (build/liblenet5_csim.so): the HLS top compiled by
- * g++, driven through its AXI4-Stream format.  Read by csim_api.cpp and by the CFFI cdef of
- * lenet5_pynq/backends/csim.py (which strips the preprocessor lines). */
+ * g++, driven through its AXI4-Stream format.  Read by csim_api.cpp and, between the CDEF
+ * markers, by CFFI (lenet5_pynq/backends/csim.py, through sharedlib.header_cdef). */
 #ifndef LENET5_CSIM_API_H
 #define LENET5_CSIM_API_H
 #include <stddef.h>
@@ -9,6 +9,7 @@
 extern "C" {
 #endif
 
+/* BEGIN CDEF */
 /* Status codes of lenet5_csim_run. */
 enum { LENET5_CSIM_OK = 0, LENET5_CSIM_OUT_FULL = 1, LENET5_CSIM_IN_LEFT = 2 };
 
@@ -23,6 +24,7 @@ const char *lenet5_csim_vlnv(void);
 
 /* What a status code means. */
 const char *lenet5_csim_status_message(int status);
+/* END CDEF */
 
 #ifdef __cplusplus
 }

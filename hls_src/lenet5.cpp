@@ -45,8 +45,10 @@ static void classify(hls::stream<axis_word> &in, hls::stream<axis_word> &out, ap
 // A bad header still consumes the whole fixed-length stream (so the DMA completes) but writes nothing.
 static void load_weights(hls::stream<axis_word> &in, hls::stream<axis_word> &out) {
     ap_uint<64> header = in.read().data;
-    const unsigned count = header.range(63, 32);
-    const bool ok = header.range(15, 0) == kWeightMagic && header.range(31, 16) == kWeightFormat && count == kWeightWords;
+    const unsigned count = header.range(63, kHeaderWordsLsb);  // the count's two words
+    const bool ok = header.range(kHeaderMagicLsb + kWordBits - 1, kHeaderMagicLsb) == kWeightMagic &&
+                    header.range(kHeaderFormatLsb + kWordBits - 1, kHeaderFormatLsb) == kWeightFormat &&
+                    count == kWeightWords;
     word_reader rd = {0, 0, 0};
     load_conv<conv1_config>(in, rd, conv1_kernel, conv1_bias, ok);
     load_conv<conv2_config>(in, rd, conv2_kernel, conv2_bias, ok);
@@ -54,8 +56,11 @@ static void load_weights(hls::stream<axis_word> &in, hls::stream<axis_word> &out
     load_dense<fc2_config>(in, rd, fc2_kernel, fc2_bias, ok);
     load_dense<fc3_config>(in, rd, fc3_kernel, fc3_bias, ok);
     axis_word ack;
-    ack.data = (ap_uint<64>(rd.checksum) << 48) | (ap_uint<64>(kWeightWords & 0xFFFF) << 32) |
-               (ap_uint<64>(ok ? kAckOk : kAckBadHeader) << 16) | ap_uint<64>(kWeightMagic);
+    ack.data = 0;
+    ack.data.range(kAckMagicLsb + kWordBits - 1, kAckMagicLsb) = kWeightMagic;
+    ack.data.range(kAckStatusLsb + kWordBits - 1, kAckStatusLsb) = ok ? kAckOk : kAckBadHeader;
+    ack.data.range(kAckWordsLsb + kWordBits - 1, kAckWordsLsb) = kWeightWords;  // its low word
+    ack.data.range(kAckChecksumLsb + kWordBits - 1, kAckChecksumLsb) = rd.checksum;
     ack.keep = -1;
     ack.strb = -1;
     ack.last = 1;
@@ -70,8 +75,6 @@ void lenet5(hls::stream<axis_word> &in, hls::stream<axis_word> &out, ap_uint<32>
 #pragma HLS INTERFACE s_axilite port = n bundle = control
 #pragma HLS INTERFACE s_axilite port = mode bundle = control
 #pragma HLS INTERFACE s_axilite port = return bundle = control
-    if (mode == lenet::kModeLoadWeights)
-        lenet::load_weights(in, out);
-    else if (n != 0)
-        lenet::classify(in, out, n);
+    if (mode == lenet::kModeLoadWeights) lenet::load_weights(in, out);
+    else if (n != 0) lenet::classify(in, out, n);
 }

@@ -72,19 +72,19 @@ template <typename T> T from_word(word_t w) {
 #pragma HLS INLINE
     T x;
 #ifdef __SYNTHESIS__
-    x.range(T::width - 1, 0) = ap_int<16>(w).range(T::width - 1, 0);
+    x.range(T::width - 1, 0) = ap_int<kWordBits>(w).range(T::width - 1, 0);
 #else
     x.setBits(ap_ulong(ap_slong(w)));  // the same bits, without range-reference overhead in g++
 #endif
     return x;
 }
 
-// Raw bits of a fixed-point value as a sign-extended 16-bit word (the stream's int16).
-template <typename T> ap_uint<16> raw_word(const T &x) {
+// Raw bits of a fixed-point value as a sign-extended word (the stream's int16).
+template <typename T> ap_uint<kWordBits> raw_word(const T &x) {
 #pragma HLS INLINE
     ap_int<T::width> r;
     r.range(T::width - 1, 0) = x.range(T::width - 1, 0);
-    ap_int<16> w = r;
+    ap_int<kWordBits> w = r;
     return w;
 }
 
@@ -115,7 +115,8 @@ template <class C> struct conv_dims {
     static_assert(conv_height % C::pool == 0 && conv_width % C::pool == 0, "pool must tile the conv output");
     static_assert(C::filters % C::pe == 0 && taps % C::simd == 0, "folds must divide evenly");
     static_assert(C::in_width >= kMinMemoryDistance, "line memories: a row apart must exceed the pipeline depth");
-    static_assert(conv_width * neuron_fold * synapse_fold >= kMinMemoryDistance, "pool row: a conv row apart must exceed the pipeline depth");
+    static_assert(conv_width * neuron_fold * synapse_fold >= kMinMemoryDistance,
+                  "pool row: a conv row apart must exceed the pipeline depth");
     typedef vec<typename C::in_t, C::in_channels> pixel;  // one input pixel, all channels
     typedef vec<typename C::in_t, taps> window;
     typedef vec<typename C::out_t, C::filters> out_elem;
@@ -174,7 +175,8 @@ image_loop:
                 emit_taps:
                     for (int kh = 0; kh < K; ++kh)
                         for (int kw = 0; kw < K; ++kw)
-                            for (int c = 0; c < C::in_channels; ++c) w.v[(kh * K + kw) * C::in_channels + c] = win[kh][kw].v[c];
+                            for (int c = 0; c < C::in_channels; ++c)
+                                w.v[(kh * K + kw) * C::in_channels + c] = win[kh][kw].v[c];
                     out.write(w);
                 }
             }
@@ -190,7 +192,8 @@ image_loop:
 // apart).  A pooled pixel (all filters) leaves after the last window of its pool tile.
 template <class C>
 void conv_mac(hls::stream<typename conv_dims<C>::window> &in, hls::stream<typename conv_dims<C>::out_elem> &out,
-              const typename conv_dims<C>::kernel_mem &weights, const typename conv_dims<C>::bias_mem &bias, ap_uint<32> n) {
+              const typename conv_dims<C>::kernel_mem &weights, const typename conv_dims<C>::bias_mem &bias,
+              ap_uint<32> n) {
     typedef conv_dims<C> D;
     typedef typename C::accum_t accum_t;
     typedef typename C::out_t out_t;
@@ -232,7 +235,8 @@ image_loop:
                     pe_loop:
                         for (int pe = 0; pe < C::pe; ++pe) {
 #pragma HLS UNROLL
-                            const accum_t running = sf == 0 ? accum_t(from_word<typename C::bias_t>(bias[nf][pe])) : acc[pe];
+                            const accum_t running =
+                                sf == 0 ? accum_t(from_word<typename C::bias_t>(bias[nf][pe])) : acc[pe];
                             sum[pe] = mac_lane<C, C::simd>(&win.v[sf * C::simd], weights[nf][sf][pe], running);
                             acc[pe] = sum[pe];
                         }
@@ -302,7 +306,8 @@ template <class C> struct dense_dims {
 // synapse_fold x neuron_fold accumulate steps and neuron_fold emit steps an image.
 template <class C>
 void dense(hls::stream<typename dense_dims<C>::in_elem> &in, hls::stream<typename dense_dims<C>::out_elem> &out,
-           const typename dense_dims<C>::kernel_mem &weights, const typename dense_dims<C>::bias_mem &bias, ap_uint<32> n) {
+           const typename dense_dims<C>::kernel_mem &weights, const typename dense_dims<C>::bias_mem &bias,
+           ap_uint<32> n) {
     typedef dense_dims<C> D;
     typedef typename C::accum_t accum_t;
     constexpr int NF = D::neuron_fold;
@@ -362,7 +367,8 @@ image_loop:
 
 // ------------------------------------------------------------------------------ stream ends
 // AXI beats -> one pixel per element (the pixel byte is the input_t value itself).
-template <class C> void read_pixels(hls::stream<axis_word> &in, hls::stream<typename conv_dims<C>::pixel> &out, ap_uint<32> n) {
+template <class C> void read_pixels(hls::stream<axis_word> &in, hls::stream<typename conv_dims<C>::pixel> &out,
+                                    ap_uint<32> n) {
     static_assert(C::in_channels == 1, "one byte per pixel");
     static_assert(kInBeatsPerImage * kPixelsPerBeat == C::in_height * C::in_width, "whole beats per image");
     static_assert(C::in_t::width == 8, "pixels are bytes");
@@ -393,7 +399,7 @@ void write_results(hls::stream<typename dense_dims<C>::out_elem> &in, hls::strea
     static_assert(C::units == kNumClasses && C::units + 1 <= words, "logits and class fit the result beats");
     typename C::out_t logits[C::units];
 #pragma HLS ARRAY_PARTITION variable = logits complete
-    ap_uint<16> packed[words];
+    ap_uint<kWordBits> packed[words];
 #pragma HLS ARRAY_PARTITION variable = packed complete
 image_loop:
     for (ap_uint<32> img = 0; img < n; ++img) {
@@ -418,11 +424,13 @@ image_loop:
                 pack_loop:
                     for (int i = 0; i < words; ++i) {
 #pragma HLS UNROLL
-                        packed[i] = i < C::units ? raw_word(logits[i < C::units ? i : 0]) : ap_uint<16>(i == C::units ? best : 0);
+                        packed[i] = i < C::units ? raw_word(logits[i < C::units ? i : 0])
+                                                 : ap_uint<kWordBits>(i == C::units ? best : 0);
                     }
                 }
                 axis_word w;
-                for (int k = 0; k < kWordsPerBeat; ++k) w.data.range(16 * k + 15, 16 * k) = packed[b * kWordsPerBeat + k];
+                for (int k = 0; k < kWordsPerBeat; ++k)
+                    w.data.range(kWordBits * k + kWordBits - 1, kWordBits * k) = packed[b * kWordsPerBeat + k];
                 w.keep = -1;
                 w.strb = -1;
                 w.last = img == n - 1 && b == kOutBeatsPerImage - 1;
@@ -433,16 +441,16 @@ image_loop:
 }
 
 // ------------------------------------------------------------------------------ weight load
-// Mode 1 reads raw 16-bit words, 4 a beat, in the order of lenet5_pynq.hls_stream: per layer the
+// Mode 1 reads raw words, kWordsPerBeat a beat, in the order of lenet5_pynq.hls_stream: per layer the
 // kernel in Keras layout ((kh, kw, cin, cout) or (in, out), C order), then the bias.
 struct word_reader {
     ap_uint<64> beat;
     int lane;
-    ap_uint<16> checksum;
-    ap_uint<16> next(hls::stream<axis_word> &in) {
+    ap_uint<kWordBits> checksum;
+    ap_uint<kWordBits> next(hls::stream<axis_word> &in) {
 #pragma HLS INLINE
         if (lane == 0) beat = in.read().data;
-        ap_uint<16> w = beat.range(16 * lane + 15, 16 * lane);
+        ap_uint<kWordBits> w = beat.range(kWordBits * lane + kWordBits - 1, kWordBits * lane);
         lane = lane == kWordsPerBeat - 1 ? 0 : lane + 1;
         checksum += w;
         return w;

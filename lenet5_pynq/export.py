@@ -107,6 +107,7 @@ def types_header(spec: fixedspec.FixedSpec, source: str) -> str:
         f"constexpr int kPixelsPerBeat = {hls_stream.PIXELS_PER_BEAT};",
         f"constexpr int kInBeatsPerImage = {hls_stream.IN_BEATS_PER_IMAGE};",
         f"constexpr int kWordsPerBeat = {hls_stream.WORDS_PER_BEAT};",
+        f"constexpr int kWordBits = {8 * hls_stream.WORD_BYTES};  // a raw word of the streams and the memories",
         f"constexpr int kOutBeatsPerImage = {hls_stream.OUT_BEATS_PER_IMAGE};",
         f"constexpr unsigned kModeClassify = {hls_stream.MODE_CLASSIFY};",
         f"constexpr unsigned kModeLoadWeights = {hls_stream.MODE_LOAD_WEIGHTS};",
@@ -115,6 +116,10 @@ def types_header(spec: fixedspec.FixedSpec, source: str) -> str:
         f"constexpr unsigned kWeightWords = {hls_stream.weight_word_count()};",
         f"constexpr unsigned kAckOk = {hls_stream.ACK_OK};",
         f"constexpr unsigned kAckBadHeader = {hls_stream.ACK_BAD_HEADER};",
+        "// Bit positions of the fields in the weight header beat and the ack beat (hls_stream's dtypes).",
+        *(f"constexpr int k{kind}{field.removesuffix('_lo').capitalize()}Lsb = {8 * offset};"
+          for kind, dtype in (("Header", hls_stream.WEIGHT_HEADER_DTYPE), ("Ack", hls_stream.WEIGHT_ACK_DTYPE))
+          for field, (_, offset) in dtype.fields.items() if field != "words_hi"),
         "",
         "// ---- fixed-point formats (the spec; raw words are the bits of these types)",
         "typedef short word_t;  // a raw weight or bias word in the memories and the load stream",

@@ -17,7 +17,7 @@ import re
 import struct
 from pathlib import Path
 
-__all__ = ["LibraryError", "check_elf", "declared_functions", "open_library"]
+__all__ = ["LibraryError", "check_elf", "declared_functions", "header_cdef", "open_library"]
 
 ELF_MAGIC = b"\x7fELF"
 ET_DYN = 3
@@ -25,6 +25,22 @@ ET_DYN = 3
 
 class LibraryError(RuntimeError):
     """A compiled library is damaged, foreign or lacks its symbols, even after a rebuild."""
+
+
+def header_cdef(path) -> str:
+    """The C declarations that CFFI reads from a library's own header: the text between
+    ``/* BEGIN CDEF */`` and ``/* END CDEF */``, plain C without preprocessor lines.  The C
+    compiler reads the same header, so the two can never disagree (one convention for the
+    cpu-float kernel, the C simulation and the CUDA library)."""
+    path = Path(path)
+    text = path.read_text()
+    m = re.search(r"/\* BEGIN CDEF \*/(.*?)/\* END CDEF \*/", text, flags=re.S)
+    if not m:
+        raise ValueError(f"{path}: no /* BEGIN CDEF */ ... /* END CDEF */ section")
+    body = m.group(1)
+    if re.search(r"^\s*#", body, flags=re.M):
+        raise ValueError(f"{path}: preprocessor lines inside the CDEF section")
+    return body
 
 
 def declared_functions(cdef: str) -> list[str]:

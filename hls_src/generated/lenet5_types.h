@@ -19,6 +19,7 @@ constexpr int kNumClasses = 10;
 constexpr int kPixelsPerBeat = 8;
 constexpr int kInBeatsPerImage = 98;
 constexpr int kWordsPerBeat = 4;
+constexpr int kWordBits = 16;  // a raw word of the streams and the memories
 constexpr int kOutBeatsPerImage = 3;
 constexpr unsigned kModeClassify = 0;
 constexpr unsigned kModeLoadWeights = 1;
@@ -27,6 +28,14 @@ constexpr unsigned kWeightFormat = 1;
 constexpr unsigned kWeightWords = 44426;
 constexpr unsigned kAckOk = 0;
 constexpr unsigned kAckBadHeader = 1;
+// Bit positions of the fields in the weight header beat and the ack beat (hls_stream's dtypes).
+constexpr int kHeaderMagicLsb = 0;
+constexpr int kHeaderFormatLsb = 16;
+constexpr int kHeaderWordsLsb = 32;
+constexpr int kAckMagicLsb = 0;
+constexpr int kAckStatusLsb = 16;
+constexpr int kAckWordsLsb = 32;
+constexpr int kAckChecksumLsb = 48;
 
 // ---- fixed-point formats (the spec; raw words are the bits of these types)
 typedef short word_t;  // a raw weight or bias word in the memories and the load stream

@@ -13,9 +13,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cstdlib>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -27,18 +27,22 @@ namespace {
 using lenet::kInBeatsPerImage;
 using lenet::kNumClasses;
 using lenet::kOutBeatsPerImage;
+using lenet::kWordsPerBeat;
 
 constexpr int kImageBytes = lenet::kInputHeight * lenet::kInputWidth;
+
+// One raw word of an ack beat, the field that starts at bit `lsb`.
+static unsigned ack_field(uint64_t ack, int lsb) { return unsigned(ack >> lsb) & ((1u << lenet::kWordBits) - 1); }
 int failures = 0;
 
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            std::printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                           \
-            std::printf(__VA_ARGS__);                                                                                  \
-            std::printf("\n");                                                                                         \
-            ++failures;                                                                                                \
-        }                                                                                                              \
+#define CHECK(cond, ...)                                     \
+    do {                                                     \
+        if (!(cond)) {                                       \
+            std::printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+            std::printf(__VA_ARGS__);                        \
+            std::printf("\n");                               \
+            ++failures;                                      \
+        }                                                    \
     } while (0)
 
 template <typename T> bool read_file(const std::string &path, std::vector<T> &out) {
@@ -64,7 +68,8 @@ bool parse_count(const char *text, size_t *out) {
     errno = 0;
     char *end = nullptr;
     const unsigned long long value = std::strtoull(text, &end, 10);
-    if (errno == ERANGE || *end != '\0' || value == 0 || value > static_cast<unsigned long long>(SIZE_MAX)) return false;
+    if (errno == ERANGE || *end != '\0' || value == 0 || value > static_cast<unsigned long long>(SIZE_MAX))
+        return false;
     *out = static_cast<size_t>(value);
     return true;
 }
@@ -115,22 +120,24 @@ double classify(const char *what, const std::vector<uint8_t> &images, size_t fir
           n * kOutBeatsPerImage);
     size_t last_beats = 0, bad_logits = 0, bad_classes = 0, bad_pad = 0;
     for (size_t i = 0; i < out.size(); ++i) last_beats += out[i].last;
-    CHECK(n == 0 || (!out.empty() && out.back().last && last_beats == 1), "%s: TLAST on %zu beats, expected on the final one only",
-          what, last_beats);
+    CHECK(n == 0 || (!out.empty() && out.back().last && last_beats == 1),
+          "%s: TLAST on %zu beats, expected on the final one only", what, last_beats);
     for (size_t k = 0; k < n && (k + 1) * kOutBeatsPerImage <= out.size(); ++k) {
-        uint16_t words[kOutBeatsPerImage * 4];
-        for (int b = 0; b < kOutBeatsPerImage; ++b) std::memcpy(words + 4 * b, &out[k * kOutBeatsPerImage + b].data, 8);
+        uint16_t words[kOutBeatsPerImage * kWordsPerBeat];
+        for (int b = 0; b < kOutBeatsPerImage; ++b)
+            std::memcpy(words + kWordsPerBeat * b, &out[k * kOutBeatsPerImage + b].data, sizeof(uint64_t));
         const size_t img = first + k;
         bool logits_ok = true;
         for (int c = 0; c < kNumClasses; ++c) logits_ok &= int16_t(words[c]) == g.logits[img * kNumClasses + c];
         if (!logits_ok && bad_logits++ < 5) {
             std::printf("  %s: image %zu logits", what, img);
-            for (int c = 0; c < kNumClasses; ++c) std::printf(" %d/%d", int16_t(words[c]), g.logits[img * kNumClasses + c]);
+            for (int c = 0; c < kNumClasses; ++c)
+                std::printf(" %d/%d", int16_t(words[c]), g.logits[img * kNumClasses + c]);
             std::printf(" (got/golden)\n");
         }
         if (words[kNumClasses] != g.classes[img] && bad_classes++ < 5)
             std::printf("  %s: image %zu class %u, golden %u\n", what, img, words[kNumClasses], g.classes[img]);
-        for (int w = kNumClasses + 1; w < kOutBeatsPerImage * 4; ++w) bad_pad += words[w] != 0;
+        for (int w = kNumClasses + 1; w < kOutBeatsPerImage * kWordsPerBeat; ++w) bad_pad += words[w] != 0;
     }
     CHECK(bad_logits == 0, "%s: %zu of %zu images differ from the golden logits", what, bad_logits, n);
     CHECK(bad_classes == 0, "%s: %zu of %zu classes differ", what, bad_classes, n);
@@ -153,19 +160,22 @@ void load(const char *what, const std::vector<uint64_t> &stream, bool expect_ok)
     unsigned checksum = 0;
     const uint16_t *words = reinterpret_cast<const uint16_t *>(stream.data() + 1);
     for (unsigned i = 0; i < lenet::kWeightWords; ++i) checksum += words[i];
-    CHECK((ack & 0xFFFF) == lenet::kWeightMagic, "%s: ack magic 0x%04x", what, unsigned(ack & 0xFFFF));
-    unsigned status = (ack >> 16) & 0xFFFF;
+    const unsigned magic = ack_field(ack, lenet::kAckMagicLsb), status = ack_field(ack, lenet::kAckStatusLsb);
+    const unsigned count = ack_field(ack, lenet::kAckWordsLsb), sum = ack_field(ack, lenet::kAckChecksumLsb);
+    constexpr unsigned kWordMask = (1u << lenet::kWordBits) - 1;
+    CHECK(magic == lenet::kWeightMagic, "%s: ack magic 0x%04x", what, magic);
     CHECK(status == (expect_ok ? lenet::kAckOk : lenet::kAckBadHeader), "%s: ack status %u", what, status);
-    CHECK(((ack >> 32) & 0xFFFF) == (lenet::kWeightWords & 0xFFFF), "%s: ack word count %u", what, unsigned((ack >> 32) & 0xFFFF));
-    CHECK((ack >> 48) == (checksum & 0xFFFF), "%s: ack checksum 0x%04x, expected 0x%04x", what, unsigned(ack >> 48), checksum & 0xFFFF);
-    std::printf("%-40s %6zu beats: ack status %u, checksum 0x%04x\n", what, stream.size(), status, unsigned(ack >> 48));
+    CHECK(count == (lenet::kWeightWords & kWordMask), "%s: ack word count %u", what, count);
+    CHECK(sum == (checksum & kWordMask), "%s: ack checksum 0x%04x, expected 0x%04x", what, sum, checksum & kWordMask);
+    std::printf("%-40s %6zu beats: ack status %u, checksum 0x%04x\n", what, stream.size(), status, sum);
 }
 
 }  // namespace
 
 int main(int argc, char **argv) {
     if (argc > 3) {
-        std::printf("FAIL: usage: lenet5_tb [DIR [MAX_IMAGES]]; %d arguments given, the third is '%s'\n", argc - 1, argv[3]);
+        std::printf("FAIL: usage: lenet5_tb [DIR [MAX_IMAGES]]; %d arguments given, the third is '%s'\n", argc - 1,
+                    argv[3]);
         return 2;
     }
     size_t max_images = 0;  // 0: all
@@ -179,8 +189,8 @@ int main(int argc, char **argv) {
     bool ok = read_file(dir + "/images.bin", images);
     for (auto set : {std::make_pair("shipped", &shipped), std::make_pair("alternate", &alternate)}) {
         const std::string p = dir + "/" + set.first;
-        ok = ok && read_file(p + "_logits.bin", set.second->logits) && read_file(p + "_classes.bin", set.second->classes) &&
-             read_file(p + "_weights.bin", set.second->weights);
+        ok = ok && read_file(p + "_logits.bin", set.second->logits) &&
+             read_file(p + "_classes.bin", set.second->classes) && read_file(p + "_weights.bin", set.second->weights);
     }
     const size_t available = images.size() / kImageBytes;
     if (!ok || available == 0 || shipped.classes.size() != available || alternate.classes.size() != available) {

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .. import bitstreams
 from .base import Backend, BackendUnavailable, Prediction, check_built_formats, check_images, weight_files
 
-PYNQ_BOARD_FILE = "/proc/device-tree/chosen/pynq_board"
+PYNQ_BOARD_FILE = str(bitstreams.PYNQ_BOARD_FILE)
 
 
 def on_board() -> bool:

@@ -19,6 +19,8 @@ import shutil
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# Where a PYNQ image names its board (the device tree's chosen node); absent off a board.
+PYNQ_BOARD_FILE = Path("/proc/device-tree/chosen/pynq_board")
 
 
 def notebook_dir() -> Path | None:

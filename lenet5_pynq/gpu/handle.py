@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 
 from .. import network
-from .library import GpuError, _check, load_library
+from .library import GpuError, _check, header_enum, load_library
 
-MODES = {"float": 0, "fixed": 1}
-_LOGIT_DTYPES = {0: np.dtype(np.float32), 1: np.dtype(np.int16)}
+MODES = header_enum("MODE")  # {"float": 0, "fixed": 1}
+_LOGIT_DTYPES = {MODES["float"]: np.dtype(np.float32), MODES["fixed"]: np.dtype(np.int16)}
 _U8, _I32 = np.dtype(np.uint8), np.dtype(np.int32)
 _KEEP_POINTERS = 8  # infer_into keeps the pointers of batches up to this size (the resident path's)
-VARIANTS = {"auto": 0, "warp": 1, "block": 2, "warp-small": 3}
+VARIANTS = header_enum("VARIANT")  # {"auto": 0, "warp": 1, "block": 2, "warp-small": 3}
 
 
 def _fixed_format(lib, layer) -> dict:

@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-from .. import source_tree
+from .. import sharedlib, source_tree
 
 GPU_DIR = source_tree.root("cuda")  # the checkout's cuda/, or the wheel's copy
 HEADER = GPU_DIR / "include" / "lenet5_gpu.h"
@@ -39,20 +39,25 @@ def _tokens(text: str) -> list[str]:
 
 
 def header_cdef(path: Path = HEADER) -> str:
-    """The declarations between the CDEF markers of the C header."""
-    text = path.read_text()
-    m = re.search(r"/\* BEGIN CDEF \*/(.*?)/\* END CDEF \*/", text, flags=re.S)
-    if not m:
-        raise ValueError(f"{path}: no /* BEGIN CDEF */ ... /* END CDEF */ section")
-    body = m.group(1)
-    if re.search(r"^\s*#", body, flags=re.M):
-        raise ValueError(f"{path}: preprocessor lines inside the CDEF section")
-    return body
+    """The C API's declarations: the header's CDEF section (`sharedlib.header_cdef`)."""
+    return sharedlib.header_cdef(path)
+
+
+def header_enum(prefix: str, path: Path = HEADER) -> dict[str, int]:
+    """The C API's enum constants ``LENET5_<prefix>_<NAME> = <value>``, as {"name": value} with
+    the name in lower case and "-" for "_" (``LENET5_VARIANT_WARP_SMALL`` is "warp-small"), read
+    from the header so that the Python side never types them again."""
+    text = re.sub(r"/\*.*?\*/", " ", header_cdef(path), flags=re.S)
+    found = re.findall(rf"\bLENET5_{prefix}_(\w+)\s*=\s*(\d+)", text)
+    if not found:
+        raise ValueError(f"{path}: no LENET5_{prefix}_* constants")
+    return {name.lower().replace("_", "-"): int(value) for name, value in found}
 
 
 def declared_functions(cdef: str) -> list[str]:
-    """Names of the functions a cdef declares."""
-    return re.findall(r"\b(lenet5_gpu_\w+)\s*\(", re.sub(r"/\*.*?\*/", " ", cdef, flags=re.S))
+    """Names of the C API's functions that a cdef declares."""
+    return [name for name in sharedlib.declared_functions(re.sub(r"/\*.*?\*/", " ", cdef, flags=re.S))
+            if name.startswith("lenet5_gpu_")]
 
 
 def check_header(path: Path = HEADER, library: Path | None = None) -> list[str]:
@@ -112,9 +117,9 @@ def load_library():
         except (OSError, ValueError) as e:
             raise GpuLibraryMissing(f"the C API's declarations are unreadable: {e}") from None
         try:
-            lib = ffi.dlopen(str(path))
-        except OSError as e:
-            raise GpuLibraryMissing(f"cannot load {path}: {e}") from None
+            lib = sharedlib.open_library(path, ffi, declared_functions(header_cdef()), what="CUDA library")
+        except sharedlib.LibraryError as e:
+            raise GpuLibraryMissing(f"{e}: rebuild it with `python -m lenet5_pynq.gpu build`") from None
         _LIB = (ffi, lib)
     return _LIB
 

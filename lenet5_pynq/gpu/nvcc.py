@@ -134,14 +134,21 @@ def build(out_dir: Path | None = None, archs=ARCHS, verbose: bool = True, extra=
     out_dir = Path(out_dir) if out_dir is not None else build_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / LIB_NAME
-    cmd = nvcc_command(out, archs, extra=extra)
+    # Linked to a temporary name and renamed into place, as the other two libraries are: a
+    # process that loads the library never sees half of one, and a failed build leaves none.
+    temporary = out_dir / f".{LIB_NAME}.{os.getpid()}.tmp"
+    cmd = nvcc_command(temporary, archs, extra=extra)
     if verbose:
         print(" ".join(cmd), file=sys.stderr)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if verbose or proc.returncode:
-        sys.stderr.write(proc.stdout + proc.stderr)
-    if proc.returncode:
-        raise RuntimeError(f"nvcc failed with status {proc.returncode}")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if verbose or proc.returncode:
+            sys.stderr.write(proc.stdout + proc.stderr)
+        if proc.returncode:
+            raise RuntimeError(f"nvcc failed with status {proc.returncode}")
+        os.replace(temporary, out)
+    finally:
+        temporary.unlink(missing_ok=True)
     return out
 
 

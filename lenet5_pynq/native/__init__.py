@@ -270,7 +270,7 @@ def load(source: str, defines: dict[str, str]):
     with _LOAD_LOCK:
         path = build(source, defines)
         if path not in _LOADED:
-            cdef = (HERE / source.replace(".c", ".h")).read_text()
+            cdef = sharedlib.header_cdef(HERE / source.replace(".c", ".h"))
             ffi = cffi.FFI()
             ffi.cdef(cdef)
             try:

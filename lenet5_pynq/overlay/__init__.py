@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from pynq import Overlay
 
-from .. import board_design, hls_stream, network
+from .. import bitstreams, board_design, hls_stream, network
 from ..backends.base import Prediction, check_images
 from .core import (AP_AUTO_RESTART, AP_DONE, AP_IDLE, AP_READY, AP_START, REG_CTRL, REG_MODE, REG_N,
                    LeNet5Core)
@@ -81,7 +81,7 @@ def board_name() -> str | None:
     device tree), or None off a board."""
     candidates = [os.environ.get("BOARD", "")]
     try:
-        candidates.append(Path("/proc/device-tree/chosen/pynq_board").read_text().strip("\x00\n "))
+        candidates.append(bitstreams.PYNQ_BOARD_FILE.read_text().strip("\x00\n "))
     except OSError:
         pass
     for c in candidates:
@@ -97,7 +97,7 @@ def default_bitfile(board: str | None = None) -> Path:
     """lenet5_pynq/bitstreams/<board>/lenet5.bit (with lenet5.hwh beside it)."""
     name = board_design.board(board).name if board else board_name()
     if name is None:
-        raise OverlayNotFound("not on a PYNQ board ($BOARD and /proc/device-tree/chosen/pynq_board say nothing); "
+        raise OverlayNotFound(f"not on a PYNQ board ($BOARD and {bitstreams.PYNQ_BOARD_FILE} say nothing); "
                               "pass the board name or a bitstream path")
     bit = BITSTREAMS_DIR / name / f"{board_design.OVERLAY_NAME}.bit"
     missing = [p.name for p in (bit, bit.with_suffix(".hwh")) if not p.is_file()]
