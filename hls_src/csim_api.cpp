@@ -39,9 +39,9 @@ extern "C" const char *lenet5_csim_vlnv(void) { return lenet::kVlnv; }
 
 extern "C" const char *lenet5_csim_status_message(int status) {
     switch (status) {
-    case LENET5_CSIM_OK: return "ok";
-    case LENET5_CSIM_OUT_FULL: return "the top wrote more output beats than the buffer holds";
-    case LENET5_CSIM_IN_LEFT: return "the top returned without reading every input beat";
-    default: return "unknown status";
+        case LENET5_CSIM_OK: return "ok";
+        case LENET5_CSIM_OUT_FULL: return "the top wrote more output beats than the buffer holds";
+        case LENET5_CSIM_IN_LEFT: return "the top returned without reading every input beat";
+        default: return "unknown status";
     }
 }

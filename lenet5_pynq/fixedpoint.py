@@ -153,11 +153,6 @@ def from_float(values, fmt: FixedFormat) -> np.ndarray:
     return _overflow(rounded.astype(np.int64), fmt)
 
 
-def to_float(raw, fmt_or_frac_bits) -> np.ndarray:
-    frac = fmt_or_frac_bits.frac_bits if isinstance(fmt_or_frac_bits, FixedFormat) else int(fmt_or_frac_bits)
-    return np.ldexp(np.asarray(raw, dtype=np.float64), -frac)
-
-
 def bits_for(max_abs: float, signed: bool = True) -> int:
     """Integer bits (sign included when signed) that hold magnitudes up to max_abs."""
     if max_abs <= 0:

@@ -19,6 +19,7 @@ Two rows per backend and batch:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
@@ -112,12 +113,24 @@ def _bench_library(backend, name: str, batches, repeats: int, pool: np.ndarray, 
             classes = np.empty(batch, np.int32)
             logits = np.empty((batch, net.num_classes), net.logits_dtype(mode))
             resident0 = net.resident_stats()[0]
-            times = _host_times(lambda: net.infer_into(images, mode, classes, logits), repeats)
+            times = _host_times(functools.partial(net.infer_into, images, mode, classes, logits), repeats)
             # resident: the calls went through the resident kernel (cuda/include/lenet5_gpu.h)
             resident = net.resident_stats()[0] > resident0
             rows.append(_row(name, batch, "host", statistics.median(times), net.device_name, resident=resident))
             _log(f"  {name:14s} host   batch {batch:>9,d}: {rows[-1]['seconds_per_call'] * 1e6:12.1f} us per call")
     return rows
+
+
+def _time_torch_device(backend, views: list, calls: int) -> float:
+    """Seconds per forward pass over `calls` passes cycling through `views`, by CUDA events."""
+    torch = backend.torch
+    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for i in range(calls):
+        backend.forward_device(views[i % len(views)])
+    stop.record()
+    stop.synchronize()
+    return start.elapsed_time(stop) * 1e-3 / calls
 
 
 def _bench_torch(backend, name: str, batches, repeats: int, pool: np.ndarray, wheres) -> list[dict]:
@@ -133,26 +146,17 @@ def _bench_torch(backend, name: str, batches, repeats: int, pool: np.ndarray, wh
                 backend.forward_device(v)  # warm-up: cuDNN autotuning, compilation
             torch.cuda.synchronize()
             _log(f"  {name:14s} warm-up batch {batch:,d}: {time.perf_counter() - t0:.1f} s")
-            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-
-            def timed(calls: int) -> float:
-                start.record()
-                for i in range(calls):
-                    backend.forward_device(views[i % sets])
-                stop.record()
-                stop.synchronize()
-                return start.elapsed_time(stop) * 1e-3 / calls
-
+            timed = functools.partial(_time_torch_device, backend, views)
             est = statistics.median(timed(1) for _ in range(3))
             calls = _calls_for(est)
             timed(max(1, calls // 4))
             times = [timed(calls) for _ in range(repeats)]
             rows.append(_row(name, batch, "device", statistics.median(times), backend.device_name, calls=calls, sets=sets))
             _log(f"  {name:14s} device batch {batch:>9,d}: {rows[-1]['images_per_second'] / 1e6:9.3f} M images/s")
-            del x, views
+            del x, views, timed  # timed holds the views too
         if "host" in wheres:
             images = _tile(pool, batch)
-            times = _host_times(lambda: backend.predict(images), repeats)
+            times = _host_times(functools.partial(backend.predict, images), repeats)
             rows.append(_row(name, batch, "host", statistics.median(times), backend.device_name))
             _log(f"  {name:14s} host   batch {batch:>9,d}: {rows[-1]['seconds_per_call'] * 1e6:12.1f} us per call")
         torch.cuda.empty_cache()

@@ -95,10 +95,6 @@ def layer_shapes() -> list[LayerShape]:
     return shapes
 
 
-def total_macs() -> int:
-    return sum(s.macs for s in layer_shapes())
-
-
 def parameter_names() -> list[str]:
     """Keys of the weight archive, in network order."""
     return [f"{layer.name}/{part}" for layer in LAYERS for part in ("kernel", "bias")]

@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# On a GPU machine, from the repository root: build, test (pytest -m gpu), benchmark.
-# Logs and JSON go to $OUT (default ./cuda/build/out).  Needs .gpu_data/ (prepare_device_data.py)
-# and, where cffi is missing, its wheels in .whl/.
-#   cuda/device_check.sh [build] [test] [bench] [latency] [sweep] [ncu] ...   (default: build test bench)
+# The CUDA library's checks and measurements on a GPU machine (a copy of this checkout, possibly
+# without network access): build it, run tests/test_gpu.py, benchmark it against PyTorch.
+#
+#   tools/device_check.sh [STEP ...]        (default: build test bench)
+#
+# Steps: build (sm_90) | buildall | test | quicktest | bench | latency (tools/latency.py) |
+# sweep (tools/sweep.py) | exact (tools/exactness.py) | clocks | ncu | ncu-lat (tools/profile_one.py).
+# Logs and JSON go to $OUT (default cuda/build/out); copy to benchmarks/ only what a README cites.
+# Before: tools/prepare_device_data.py fills .gpu_data/ (MNIST, Keras's logits), and wheels of
+# cffi and pycparser go in .whl/ where the GPU machine lacks them.  lenet5_pynq is used installed
+# (pip install -e .); a copy that is not installed is put on PYTHONPATH below.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-cuda/build/out}"
@@ -13,6 +20,10 @@ PY="${PYTHON:-python3}"
 if ! $PY -c "import cffi" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+if ! (cd / && $PY -c "import lenet5_pynq") 2>/dev/null; then
+    echo "lenet5_pynq is not installed here: using $PWD through PYTHONPATH"
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv | tee "$OUT/gpu.txt"
 status=0
@@ -33,16 +44,16 @@ for step in $steps; do
             --json "$OUT/bench.json" 2> "$OUT/bench.log" || status=1
         tail -5 "$OUT/bench.log" ;;
     latency)  # resident path vs a launch per call, C call and Python call, n = 1, 2, 7
-        timeout 300 $PY cuda/latency.py --json "$OUT/latency.json" 2>&1 | tee "$OUT/latency.log" || status=1 ;;
+        timeout 300 $PY tools/latency.py --json "$OUT/latency.json" 2>&1 | tee "$OUT/latency.log" || status=1 ;;
     sweep)
-        $PY cuda/sweep.py --batches "${SWEEP_BATCHES:-1,16,100,300,1000,2047,4096,10000,100000,1000000}" --json "$OUT/sweep.json" 2>&1 | tee "$OUT/sweep.log" ;;
+        $PY tools/sweep.py --batches "${SWEEP_BATCHES:-1,16,100,300,1000,2047,4096,10000,100000,1000000}" --json "$OUT/sweep.json" 2>&1 | tee "$OUT/sweep.log" ;;
     exact)
-        $PY cuda/exactness.py 2>&1 | tee "$OUT/exactness.log" ;;
+        $PY tools/exactness.py 2>&1 | tee "$OUT/exactness.log" ;;
     clocks)  # SM clock and power while fixed mode runs 1M-image batches
         nvidia-smi --query-gpu=clocks.sm,power.draw,temperature.gpu --format=csv,noheader -lms 200 > "$OUT/clocks.csv" &
         smi=$!
         $PY -c "
-import numpy as np, sys; sys.path.insert(0, '.')
+import numpy as np
 from lenet5_pynq import fixedspec, gpu, weights
 net = gpu.GpuNetwork(weights.load()[0], fixedspec.load_quantized()[0])
 imgs = np.random.default_rng(0).integers(0, 256, (1_000_000, 28, 28), dtype=np.uint8)
@@ -54,18 +65,18 @@ for mode in ('float', 'fixed'):
         kill $smi; sort "$OUT/clocks.csv" | uniq -c | sort -rn | head -8 ;;
     ncu-lat)
         ncu --set full --import-source yes --launch-skip 1 --launch-count 1 --kernel-name regex:fused -o "$OUT/lat_float" -f \
-            $PY cuda/profile_one.py block 1 > "$OUT/ncu_lat.log" 2>&1
+            $PY tools/profile_one.py block 1 > "$OUT/ncu_lat.log" 2>&1
         ncu --set full --import-source yes --launch-skip 3 --launch-count 1 --kernel-name regex:fused -o "$OUT/lat_fixed" -f \
-            $PY cuda/profile_one.py block 1 >> "$OUT/ncu_lat.log" 2>&1
+            $PY tools/profile_one.py block 1 >> "$OUT/ncu_lat.log" 2>&1
         for m in float fixed; do
             ncu --import "$OUT/lat_$m.ncu-rep" --page details > "$OUT/lat_${m}_details.txt" 2>&1
             ncu --import "$OUT/lat_$m.ncu-rep" --page source --csv --print-source sass > "$OUT/lat_${m}_sass.csv" 2>&1
             grep -E "Duration|SM Frequency|Issue Slots Busy|Warp Cycles Per Issued|Registers Per" "$OUT/lat_${m}_details.txt"
         done ;;
     ncu)
-        $PY cuda/profile_one.py > /dev/null 2>&1  # warm
+        $PY tools/profile_one.py > /dev/null 2>&1  # warm
         ncu --set full --launch-count "${NCU_COUNT:-2}" --kernel-name regex:fused -o "$OUT/profile" -f \
-            $PY cuda/profile_one.py > "$OUT/ncu.log" 2>&1 || status=1
+            $PY tools/profile_one.py > "$OUT/ncu.log" 2>&1 || status=1
         ncu --import "$OUT/profile.ncu-rep" --page details > "$OUT/ncu_details.txt" 2>&1
         grep -E "fused_network|Duration|Registers|Achieved Occupancy|Compute \(SM\) Throughput|Issue Slots Busy|Executed Ipc A|Bank Conflicts|L1/TEX Hit|Warp Cycles Per Issued|Stall" "$OUT/ncu_details.txt" | head -60 ;;
     esac

@@ -1,15 +1,29 @@
-"""Exactness figures for the README: every kernel variant against the golden model (fixed) and
-against Keras's logits (float) on the 10,000 MNIST test images.   python cuda/exactness.py"""
+"""Exactness figures for cuda/README.md, on a GPU machine: every kernel variant against the golden
+model (fixed mode, every logit bit) and against the float CPU backend's and Keras's logits (float
+mode) on the 10,000 MNIST test images.  Keras's logits come from .gpu_data/keras_logits.npz
+(tools/prepare_device_data.py), skipped when absent or made for other weights.
+
+    python tools/exactness.py    (tools/device_check.sh exact)
+
+Needs the built library (python -m lenet5_pynq.gpu build), MNIST ($LENET5_MNIST) and lenet5_pynq
+installed (pip install -e .).
+"""
+
 import hashlib
 import sys
 from pathlib import Path
 
 import numpy as np
 
+try:
+    from lenet5_pynq import fixedspec, golden, gpu, mnist, weights
+    from lenet5_pynq.backends.cpu import FloatBackend
+except ModuleNotFoundError as e:  # the package, installed: pip install -e . (CONTRIBUTING.md)
+    if e.name != "lenet5_pynq":
+        raise
+    sys.exit(f"{sys.argv[0]}: lenet5_pynq is not importable; run `pip install -e .` in the repository root")
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from lenet5_pynq import fixedspec, golden, gpu, mnist, weights  # noqa: E402
-from lenet5_pynq.backends.cpu import FloatBackend  # noqa: E402
 
 images, labels = mnist.load(None, "test")
 images = np.ascontiguousarray(images)
@@ -28,8 +42,10 @@ for variant in ("warp", "warp-small", "block", "auto"):
     net.set_variant(variant)
     c, lg = net.infer(images, "fixed")
     bad = int((lg != ref_logits).any(axis=1).sum())
-    print(f"fixed {variant:10s}: images differing from the golden model in any logit bit: {bad} of {len(images)}; "
-          f"classes equal: {int((c == ref_classes).sum())}")
+    print(
+        f"fixed {variant:10s}: images differing from the golden model in any logit bit: {bad} of {len(images)}; "
+        f"classes equal: {int((c == ref_classes).sum())}"
+    )
     if variant == "warp-small":
         continue
     c, lg = net.infer(images, "float")
@@ -37,5 +53,7 @@ for variant in ("warp", "warp-small", "block", "auto"):
         if ref is None:
             continue
         rel = np.abs(lg - ref) / np.maximum(np.abs(ref).max(axis=1, keepdims=True), 1e-6)
-        print(f"float {variant:10s} vs {name:9s}: classes agree {int((c == ref.argmax(1)).sum())} of {len(images)}, "
-              f"max |diff| / max|logit| per image {rel.max():.2e}, accuracy {np.mean(c == labels):.4f}")
+        print(
+            f"float {variant:10s} vs {name:9s}: classes agree {int((c == ref.argmax(1)).sum())} of {len(images)}, "
+            f"max |diff| / max|logit| per image {rel.max():.2e}, accuracy {np.mean(c == labels):.4f}"
+        )

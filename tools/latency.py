@@ -1,9 +1,12 @@
 """One-image (and few-image) latency, host memory to host memory: the resident path against a
 kernel launch per call, through the bare C call and through `GpuNetwork.infer_into`; calls 2 ms
 apart (a launch per call, the resident kernel ended or still there); the kernel alone (device
-memory).
+memory).  The source of the one-image tables in cuda/README.md (benchmarks/latency_h100_resident.json);
+rerun it, on a GPU machine, after changing the resident path or the host call.
 
-    python cuda/latency.py [--json FILE]
+    python tools/latency.py [--json FILE]    (tools/device_check.sh latency)
+
+Needs the built library (python -m lenet5_pynq.gpu build) and lenet5_pynq installed (pip install -e .).
 """
 
 import argparse
@@ -11,12 +14,15 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lenet5_pynq import fixedspec, golden, gpu, gpu_bench, weights  # noqa: E402
+try:
+    from lenet5_pynq import fixedspec, golden, gpu, gpu_bench, weights
+except ModuleNotFoundError as e:  # the package, installed: pip install -e . (CONTRIBUTING.md)
+    if e.name != "lenet5_pynq":
+        raise
+    sys.exit(f"{sys.argv[0]}: lenet5_pynq is not importable; run `pip install -e .` in the repository root")
 
 
 def timed(fn, calls=500, repeats=15):
@@ -59,10 +65,11 @@ def main() -> int:
                 pc = ffi.from_buffer("int32_t[]", classes)
                 pl = ffi.from_buffer(logits)
                 c0 = net.resident_stats()[0]
-                for call, fn in (
-                    ("C call", lambda: lib.lenet5_gpu_infer_host(h, m, pi, n, pc, pl)),
-                    ("infer_into", lambda: net.infer_into(img, mode, classes, logits)),
-                ):
+                calls = (
+                    ("C call", lambda m=m, pi=pi, n=n, pc=pc, pl=pl: lib.lenet5_gpu_infer_host(h, m, pi, n, pc, pl)),
+                    ("infer_into", lambda mode=mode, img=img, c=classes, lg=logits: net.infer_into(img, mode, c, lg)),
+                )
+                for call, fn in calls:
                     s0 = net.resident_stats()
                     med, best = timed(fn)
                     s1 = net.resident_stats()
@@ -70,7 +77,8 @@ def main() -> int:
                     gpu_us = (s1[2] * s1[0] - s0[2] * s0[0]) / (s1[0] - s0[0]) if s1[0] > s0[0] else None
                     rows.append(dict(mode=mode, path=path, n=n, call=call, seconds=med, best=best, gpu_us=gpu_us))
                     extra = f", on the GPU {gpu_us:5.2f} us" if gpu_us else ""
-                    print(f"{mode:6s} {path:8s} {call:10s} n={n} {med * 1e6:7.2f} us (best {best * 1e6:6.2f}{extra})", flush=True)
+                    timing = f"{med * 1e6:7.2f} us (best {best * 1e6:6.2f}{extra})"
+                    print(f"{mode:6s} {path:8s} {call:10s} n={n} {timing}", flush=True)
                 resident = net.resident_stats()[0] - c0
                 assert resident == (0 if idle == 0 else 2 * (200 + 15 * 500)), resident
                 if mode == "fixed":
@@ -95,7 +103,8 @@ def main() -> int:
             launches = net.resident_stats()[1] - l0
             t = statistics.median(sparse)
             rows.append(dict(mode=mode, path=label, n=1, call="infer_into", seconds=t, launches=launches))
-            print(f"{mode:6s} {label:27s} infer_into n=1 {t * 1e6:7.2f} us ({launches} launches in 50 calls)", flush=True)
+            timing = f"{t * 1e6:7.2f} us ({launches} launches in 50 calls)"
+            print(f"{mode:6s} {label:27s} infer_into n=1 {timing}", flush=True)
         net.set_resident(1000)
     net.close()
     if args.json:

@@ -1,8 +1,11 @@
-"""Prepare .gpu_data/ (gitignored through .git/info/exclude) for a run on a GPU machine that has
-no tensorflow and no ../shared/mnist: the MNIST test split and Keras's logits for the current
-weights (tests/test_gpu.py::test_float_matches_keras reads them when their weights hash matches).
+"""Prepare .gpu_data/ (gitignored) for a run on a GPU machine that has no tensorflow and no
+../shared/mnist: the MNIST test split and Keras's logits for the current weights
+(tests/test_gpu.py::test_float_matches_keras and tools/exactness.py read them when their weights
+hash matches).  Run it here, before tools/device_check.sh there, whenever the weights change.
 
-    python cuda/prepare_device_data.py [--mnist DIR]
+    python tools/prepare_device_data.py [--mnist DIR] [--out DIR]
+
+Needs tensorflow (pip install -e ".[train]") and MNIST.
 """
 
 import argparse
@@ -14,10 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+try:
+    from lenet5_pynq import keras_model, mnist, weights
+except ModuleNotFoundError as e:  # the package, installed: pip install -e . (CONTRIBUTING.md)
+    if e.name != "lenet5_pynq":
+        raise
+    sys.exit(f"{sys.argv[0]}: lenet5_pynq is not importable; run `pip install -e .` in the repository root")
 
-from lenet5_pynq import mnist, train, weights  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
@@ -32,8 +39,8 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tensorflow import keras
 
-    model = train.build_model(keras)
-    train.set_model_weights(model, weights.load()[0])
+    model = keras_model.build_model(keras)
+    keras_model.set_model_weights(model, weights.load()[0])
     logits = model.predict(images[..., None].astype(np.float32), batch_size=1000, verbose=0)
     sha = hashlib.sha256(weights.SHIPPED.read_bytes()).hexdigest()
     np.savez(args.out / "keras_logits.npz", logits=logits.astype(np.float32), weights_sha256=np.array(sha))

@@ -1,12 +1,21 @@
-"""Launches for Nsight Compute (device_check.sh ncu / ncu-lat): one call per mode of the given
-variant and batch size.   python cuda/profile_one.py [variant] [batch]"""
+"""The launches Nsight Compute profiles (tools/device_check.sh ncu / ncu-lat): one kernel call per
+mode (float, then fixed) of the given variant and batch size, on random images.
+
+    ncu --kernel-name regex:fused ... python tools/profile_one.py [variant] [batch]
+
+Needs the built library (python -m lenet5_pynq.gpu build) and lenet5_pynq installed (pip install -e .).
+"""
+
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lenet5_pynq import fixedspec, gpu, weights  # noqa: E402
+try:
+    from lenet5_pynq import fixedspec, gpu, weights
+except ModuleNotFoundError as e:  # the package, installed: pip install -e . (CONTRIBUTING.md)
+    if e.name != "lenet5_pynq":
+        raise
+    sys.exit(f"{sys.argv[0]}: lenet5_pynq is not importable; run `pip install -e .` in the repository root")
 
 variant = sys.argv[1] if len(sys.argv) > 1 else "warp"
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 200_000

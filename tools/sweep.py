@@ -1,21 +1,27 @@
-"""Measurement notes helper (cuda/NOTES.md): every kernel variant at several batch sizes
-(device to device), and the parts of the one-image host latency.
+"""CUDA library sweep, on a GPU machine: every kernel variant at several batch sizes (device
+memory to device memory), then one image host to host with a launch per call, through the bare C
+call and through `GpuNetwork.infer_into`.  It chose AUTO's crossovers (`kBlockVariantBelow` in
+cuda/src/api.cu); rerun it after changing a kernel variant.
 
-    python cuda/sweep.py [--batches 1,100,1000,...] [--json FILE]
+    python tools/sweep.py [--batches 1,100,1000,...] [--json FILE]    (tools/device_check.sh sweep)
+
+Needs the built library (python -m lenet5_pynq.gpu build) and lenet5_pynq installed (pip install -e .).
 """
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lenet5_pynq import fixedspec, gpu, gpu_bench, weights  # noqa: E402
+try:
+    from lenet5_pynq import fixedspec, gpu, gpu_bench, weights
+except ModuleNotFoundError as e:  # the package, installed: pip install -e . (CONTRIBUTING.md)
+    if e.name != "lenet5_pynq":
+        raise
+    sys.exit(f"{sys.argv[0]}: lenet5_pynq is not importable; run `pip install -e .` in the repository root")
 
 
 def main() -> int:
@@ -46,39 +52,36 @@ def main() -> int:
                 print(f"{mode:6s} {variant:10s} {batch:>8d} {t * 1e6:10.1f} us {batch / t / 1e6:9.3f} M/s", flush=True)
     net.set_variant("auto")
 
-    # One image, host to host, a launch per call (the resident path is off here: cuda/latency.py
-    # measures it): Python wrapper vs the bare C call, spin-wait vs stream sync.
+    # One image, host to host, a launch per call (the resident path is off here: tools/latency.py
+    # measures it): the Python wrapper against the bare C call.
     lat = []
-    for wait in ("spin", "sync"):
-        os.environ["LENET5_GPU_HOST_WAIT"] = wait
-        n2 = gpu.GpuNetwork(params, quantized)
-        n2.set_resident(0)
-        ffi, lib = n2.ffi, n2.lib
-        img = np.ascontiguousarray(pool[:1])
-        for mode in ("float", "fixed"):
-            classes = np.empty(1, np.int32)
-            logits = np.empty((1, 10), n2.logits_dtype(mode))
-            m = gpu.MODES[mode]
-            pi = ffi.cast("const uint8_t *", ffi.from_buffer(img))
-            pc = ffi.cast("int32_t *", ffi.from_buffer(classes))
-            pl = ffi.cast("void *", ffi.from_buffer(logits))
-            h = n2._handle
-            for name, fn in (
-                ("C call", lambda: lib.lenet5_gpu_infer_host(h, m, pi, 1, pc, pl)),
-                ("infer_into", lambda: n2.infer_into(img, mode, classes, logits)),
-            ):
+    net.set_resident(0)
+    ffi, lib, h = net.ffi, net.lib, net._handle
+    img = np.ascontiguousarray(pool[:1])
+    for mode in ("float", "fixed"):
+        classes = np.empty(1, np.int32)
+        logits = np.empty((1, 10), net.logits_dtype(mode))
+        m = gpu.MODES[mode]
+        pi = ffi.cast("const uint8_t *", ffi.from_buffer(img))
+        pc = ffi.cast("int32_t *", ffi.from_buffer(classes))
+        pl = ffi.cast("void *", ffi.from_buffer(logits))
+        calls = (
+            ("C call", lambda m=m, pi=pi, pc=pc, pl=pl: lib.lenet5_gpu_infer_host(h, m, pi, 1, pc, pl)),
+            ("infer_into", lambda mode=mode, c=classes, lg=logits: net.infer_into(img, mode, c, lg)),
+        )
+        for name, fn in calls:
+            for _ in range(200):
+                fn()
+            times = []
+            for _ in range(20):
+                t0 = time.perf_counter()
                 for _ in range(200):
                     fn()
-                times = []
-                for _ in range(20):
-                    t0 = time.perf_counter()
-                    for _ in range(200):
-                        fn()
-                    times.append((time.perf_counter() - t0) / 200)
-                t = statistics.median(times)
-                lat.append(dict(wait=wait, mode=mode, call=name, seconds=t))
-                print(f"latency {wait:4s} {mode:6s} {name:10s} {t * 1e6:8.2f} us", flush=True)
-        n2.close()
+                times.append((time.perf_counter() - t0) / 200)
+            t = statistics.median(times)
+            lat.append(dict(mode=mode, call=name, seconds=t))
+            print(f"latency {mode:6s} {name:10s} {t * 1e6:8.2f} us", flush=True)
+    net.close()
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": net.device_name, "variants": rows, "latency": lat}, f, indent=1)

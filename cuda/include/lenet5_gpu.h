@@ -53,10 +53,7 @@ typedef enum {
     LENET5_ERR_MODE_NOT_LOADED = 7
 } lenet5_status;
 
-typedef enum {
-    LENET5_MODE_FLOAT = 0,
-    LENET5_MODE_FIXED = 1
-} lenet5_mode;
+typedef enum { LENET5_MODE_FLOAT = 0, LENET5_MODE_FIXED = 1 } lenet5_mode;
 
 /* Quantization (rounding) modes of ap_fixed, in the order of lenet5_pynq.fixedpoint. */
 typedef enum {
@@ -70,12 +67,7 @@ typedef enum {
 } lenet5_rounding;
 
 /* Overflow (saturation) modes of ap_fixed. */
-typedef enum {
-    LENET5_AP_WRAP = 0,
-    LENET5_AP_SAT = 1,
-    LENET5_AP_SAT_ZERO = 2,
-    LENET5_AP_SAT_SYM = 3
-} lenet5_saturation;
+typedef enum { LENET5_AP_WRAP = 0, LENET5_AP_SAT = 1, LENET5_AP_SAT_ZERO = 2, LENET5_AP_SAT_SYM = 3 } lenet5_saturation;
 
 /* Kernel variants: AUTO picks by batch size; the others force one (for tests and timing). */
 typedef enum {
@@ -148,19 +140,19 @@ int lenet5_gpu_resident_stats(const lenet5_gpu *handle, int64_t *calls, int64_t 
 
 /* Host memory in, host memory out; returns when the results are there.  `classes` or
  * `logits` may be NULL.  Any alignment. */
-int lenet5_gpu_infer_host(lenet5_gpu *handle, int mode, const uint8_t *images, int64_t n,
-                          int32_t *classes, void *logits);
+int lenet5_gpu_infer_host(lenet5_gpu *handle, int mode, const uint8_t *images, int64_t n, int32_t *classes,
+                          void *logits);
 
 /* Device memory in and out, asynchronous on `stream` (a cudaStream_t; NULL: the handle's own
  * stream).  `classes` or `logits` may be NULL. */
-int lenet5_gpu_infer_device(lenet5_gpu *handle, int mode, const uint8_t *images, int64_t n,
-                            int32_t *classes, void *logits, void *stream);
+int lenet5_gpu_infer_device(lenet5_gpu *handle, int mode, const uint8_t *images, int64_t n, int32_t *classes,
+                            void *logits, void *stream);
 
 /* Benchmark helper: copies `sets` batches of `batch` host images to the device, runs `warmup`
  * calls, then `repeats` times `calls` device-to-device calls (rotating over the sets) between
  * two CUDA events; ms_per_call[i] = elapsed / calls of repeat i. */
-int lenet5_gpu_time_device(lenet5_gpu *handle, int mode, const uint8_t *images, int64_t sets,
-                           int64_t batch, int calls, int warmup, int repeats, float *ms_per_call);
+int lenet5_gpu_time_device(lenet5_gpu *handle, int mode, const uint8_t *images, int64_t sets, int64_t batch, int calls,
+                           int warmup, int repeats, float *ms_per_call);
 
 const char *lenet5_gpu_status_string(int status);
 const char *lenet5_gpu_last_error(void);

@@ -77,8 +77,7 @@ const LayerDesc kLayers[kNumLayers] = {describe<lenet5::L0>(), describe<lenet5::
 // no copies); larger batches go through double-buffered pinned staging and async copies.
 constexpr int64_t kSmallBatch = 256;
 constexpr int64_t kChunk = 32768;
-// Below this many images, AUTO uses the block-per-image variant (crossovers measured on an H100,
-// cuda/NOTES.md).
+// Below this many images, AUTO uses the block-per-image variant (crossovers measured on an H100).
 constexpr int64_t kBlockVariantBelow[2] = {512, 1024};  // float, fixed
 // AUTO's variant for fixed mode at larger batches.
 constexpr lenet5::Variant kFixedThroughputVariant = lenet5::kVariantWarpSmall;
@@ -117,12 +116,6 @@ struct lenet5_gpu {
     void* weights_f = nullptr;  // fixed mode's weights as float32 (the latency variant's copy)
     lenet5::LaunchInfo launch_info[2][lenet5::kNumVariants]{};
     int variant = LENET5_VARIANT_AUTO;
-    // completion signal for the small-batch host path (see NetIO)
-    bool spin_wait = false;
-    unsigned int* blocks_done = nullptr;  // device counter
-    unsigned int* done = nullptr;         // mapped pinned flag
-    unsigned int* done_dev = nullptr;
-    unsigned int ticket = 0;
     // small batches: mapped pinned buffers the kernel reads and writes directly
     uint8_t* small_in = nullptr;
     int32_t* small_classes = nullptr;
@@ -252,7 +245,8 @@ int load_fixed(lenet5_gpu* h, const lenet5_layer_params* layers) {
         const lenet5_layer_params& L = layers[i];
         const lenet5_fixed_format& f = L.fixed;
         const char* name = kLayers[i].name;
-        if (f.out_signed != 1) return fail(LENET5_ERR_UNSUPPORTED, "%s: unsigned output formats are not supported", name);
+        if (f.out_signed != 1)
+            return fail(LENET5_ERR_UNSUPPORTED, "%s: unsigned output formats are not supported", name);
         if (f.out_width < 1 || f.out_width > 16)
             return fail(LENET5_ERR_UNSUPPORTED, "%s: output width %d outside 1..16", name, f.out_width);
         if (f.rounding < 0 || f.rounding >= lenet5::kNumRounding)
@@ -266,7 +260,8 @@ int load_fixed(lenet5_gpu* h, const lenet5_layer_params* layers) {
             return fail(LENET5_ERR_UNSUPPORTED, "%s: cast shift %d outside -8..62", name, shift);
         // Exactness: |sum| <= fan_in * max|in| * max|kernel| + max|bias| must stay below 2**53.
         double max_k = 0, max_b = 0;
-        for (int64_t j = 0; j < kLayers[i].kernel_count; ++j) max_k = std::fmax(max_k, std::fabs(double(L.kernel_raw[j])));
+        for (int64_t j = 0; j < kLayers[i].kernel_count; ++j)
+            max_k = std::fmax(max_k, std::fabs(double(L.kernel_raw[j])));
         for (int64_t j = 0; j < kLayers[i].bias_count; ++j) max_b = std::fmax(max_b, std::fabs(double(L.bias_raw[j])));
         const double bound = kLayers[i].fan_in * max_in * max_k + std::ldexp(max_b, f.bias_shift);
         if (!(bound < std::ldexp(1.0, 53)))
@@ -302,9 +297,6 @@ void release(lenet5_gpu* h) {
     }
     if (h->weights_f) cudaFree(h->weights_f);
     h->weights_f = nullptr;
-    if (h->blocks_done) cudaFree(h->blocks_done);
-    if (h->done) cudaFreeHost(h->done);
-    h->blocks_done = h->done = nullptr;
     if (h->small_in) cudaFreeHost(h->small_in);
     if (h->small_classes) cudaFreeHost(h->small_classes);
     if (h->small_logits) cudaFreeHost(h->small_logits);
@@ -397,11 +389,12 @@ int infer_chunked(lenet5_gpu* h, int mode, const uint8_t* images, int64_t n, int
             status = cuda_fail(e, "copy of images to the device");
             break;
         }
-        const lenet5::NetIO io{s.d_in, cnt, classes ? s.d_classes : nullptr, logits ? s.d_logits : nullptr,
-                               nullptr, nullptr, 0};
+        const lenet5::NetIO io{s.d_in, cnt, classes ? s.d_classes : nullptr, logits ? s.d_logits : nullptr};
         if ((status = run(h, mode, io, h->stream))) break;
-        if (classes) e = cudaMemcpyAsync(s.h_classes, s.d_classes, cnt * sizeof(int32_t), cudaMemcpyDeviceToHost, h->stream);
-        if (e == cudaSuccess && logits) e = cudaMemcpyAsync(s.h_logits, s.d_logits, cnt * row, cudaMemcpyDeviceToHost, h->stream);
+        if (classes)
+            e = cudaMemcpyAsync(s.h_classes, s.d_classes, cnt * sizeof(int32_t), cudaMemcpyDeviceToHost, h->stream);
+        if (e == cudaSuccess && logits)
+            e = cudaMemcpyAsync(s.h_logits, s.d_logits, cnt * row, cudaMemcpyDeviceToHost, h->stream);
         if (e == cudaSuccess) e = cudaEventRecord(s.done, h->stream);
         if (e != cudaSuccess) {
             status = cuda_fail(e, "copy of results to the host");
@@ -462,8 +455,9 @@ int resident_launch(lenet5_gpu* h, int mode, unsigned int start_seq) {
     // No kernel is running: nothing else writes the status now.
     __atomic_store_n(&h->mailbox->status, (start_seq << 1), __ATOMIC_RELEASE);
     ++h->resident_gen;
-    const lenet5::ResidentIO io{h->small_in_dev,     h->small_classes_dev, h->small_logits_dev,
-                                h->mailbox_dev,      h->resident_state,    start_seq,
+    const lenet5::ResidentIO io{h->small_in_dev,     h->small_classes_dev,
+                                h->small_logits_dev, h->mailbox_dev,
+                                h->resident_state,   start_seq,
                                 h->resident_gen,     static_cast<unsigned long long>(h->resident_idle_us) * 1000ull};
     const cudaError_t e = mode == LENET5_MODE_FLOAT
                               ? lenet5::launch_resident<FloatMode>(h->float_params, io, kResidentBlocks, h->stream)
@@ -577,7 +571,8 @@ LENET5_API int lenet5_gpu_image_bytes(void) { return kImageBytes; }
 
 LENET5_API int lenet5_gpu_layer_info(int index, lenet5_layer_info* info) {
     if (index < 0 || index >= kNumLayers || info == nullptr)
-        return fail(LENET5_ERR_INVALID_ARGUMENT, "layer index %d outside 0..%d (or info is NULL)", index, kNumLayers - 1);
+        return fail(LENET5_ERR_INVALID_ARGUMENT, "layer index %d outside 0..%d (or info is NULL)", index,
+                    kNumLayers - 1);
     const LayerDesc& d = kLayers[index];
     info->name = d.name;
     info->is_conv = d.is_conv;
@@ -647,13 +642,8 @@ LENET5_API int lenet5_gpu_create(int device, const lenet5_layer_params* layers, 
         CUDA_TRY(cudaHostGetDevicePointer(reinterpret_cast<void**>(&h->small_in_dev), h->small_in, 0));
         CUDA_TRY(cudaHostGetDevicePointer(reinterpret_cast<void**>(&h->small_classes_dev), h->small_classes, 0));
         CUDA_TRY(cudaHostGetDevicePointer(reinterpret_cast<void**>(&h->small_logits_dev), h->small_logits, 0));
-        CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&h->blocks_done), sizeof(unsigned int)));
-        CUDA_TRY(cudaMemset(h->blocks_done, 0, sizeof(unsigned int)));
-        CUDA_TRY(cudaHostAlloc(reinterpret_cast<void**>(&h->done), sizeof(unsigned int), cudaHostAllocMapped));
-        *h->done = 0;
-        CUDA_TRY(cudaHostGetDevicePointer(reinterpret_cast<void**>(&h->done_dev), h->done, 0));
-        CUDA_TRY(cudaHostAlloc(reinterpret_cast<void**>(&h->mailbox), sizeof(lenet5::ResidentMailbox),
-                               cudaHostAllocMapped));
+        CUDA_TRY(
+            cudaHostAlloc(reinterpret_cast<void**>(&h->mailbox), sizeof(lenet5::ResidentMailbox), cudaHostAllocMapped));
         std::memset(h->mailbox, 0, sizeof(lenet5::ResidentMailbox));
         CUDA_TRY(cudaHostGetDevicePointer(reinterpret_cast<void**>(&h->mailbox_dev), h->mailbox, 0));
         CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&h->resident_state), sizeof(lenet5::ResidentState)));
@@ -667,10 +657,6 @@ LENET5_API int lenet5_gpu_create(int device, const lenet5_layer_params* layers, 
                             idle, static_cast<long long>(kResidentMaxIdleUs));
             h->resident_idle_us = us;
         }
-        // LENET5_GPU_HOST_WAIT=spin: poll a completion flag in mapped memory instead of
-        // cudaStreamSynchronize (measured no faster on an H100: cuda/NOTES.md).
-        const char* wait = std::getenv("LENET5_GPU_HOST_WAIT");
-        h->spin_wait = wait && std::strcmp(wait, "spin") == 0;
         if (float_set && (s = load_float(h, layers))) return s;
         if (fixed_set && (s = load_fixed(h, layers))) return s;
         return LENET5_OK;
@@ -725,8 +711,7 @@ LENET5_API int lenet5_gpu_set_resident(lenet5_gpu* handle, int64_t idle_us) {
     return LENET5_OK;
 }
 
-LENET5_API int lenet5_gpu_resident_stats(const lenet5_gpu* handle, int64_t* calls, int64_t* launches,
-                                         double* gpu_us) {
+LENET5_API int lenet5_gpu_resident_stats(const lenet5_gpu* handle, int64_t* calls, int64_t* launches, double* gpu_us) {
     if (handle == nullptr || calls == nullptr || launches == nullptr || gpu_us == nullptr)
         return fail(LENET5_ERR_INVALID_ARGUMENT, "handle, calls, launches or gpu_us is NULL");
     *calls = handle->resident_calls;
@@ -749,35 +734,19 @@ LENET5_API int lenet5_gpu_infer_host(lenet5_gpu* handle, int mode, const uint8_t
     if (n > kSmallBatch) return infer_chunked(handle, mode, images, n, classes, logits);
 
     // Small batch: the kernel reads the images from and writes its results to mapped pinned
-    // memory; the host waits for the kernel's completion flag (or synchronizes the stream).
+    // memory; the host synchronizes the stream.
     std::memcpy(handle->small_in, images, n * kImageBytes);
-    const unsigned int ticket = ++handle->ticket;
-    const lenet5::NetIO io{handle->small_in_dev,
-                           n,
-                           classes ? handle->small_classes_dev : nullptr,
-                           logits ? handle->small_logits_dev : nullptr,
-                           handle->spin_wait ? handle->blocks_done : nullptr,
-                           handle->spin_wait ? handle->done_dev : nullptr,
-                           ticket};
+    const lenet5::NetIO io{handle->small_in_dev, n, classes ? handle->small_classes_dev : nullptr,
+                           logits ? handle->small_logits_dev : nullptr};
     if ((status = run(handle, mode, io, handle->stream))) return status;
-    if (handle->spin_wait) {
-        for (unsigned spins = 1; __atomic_load_n(handle->done, __ATOMIC_ACQUIRE) != ticket; ++spins) {
-            if (spins % 4096 == 0) {  // a failed kernel never signals: ask the stream now and then
-                const cudaError_t e = cudaStreamQuery(handle->stream);
-                if (e == cudaSuccess) break;
-                if (e != cudaErrorNotReady) return cuda_fail(e, "fused network kernel");
-            }
-        }
-    } else {
-        CUDA_TRY(cudaStreamSynchronize(handle->stream));
-    }
+    CUDA_TRY(cudaStreamSynchronize(handle->stream));
     if (classes) std::memcpy(classes, handle->small_classes, n * sizeof(int32_t));
     if (logits) std::memcpy(logits, handle->small_logits, n * kNumClasses * logit_bytes(mode));
     return LENET5_OK;
 }
 
-LENET5_API int lenet5_gpu_infer_device(lenet5_gpu* handle, int mode, const uint8_t* images, int64_t n,
-                                       int32_t* classes, void* logits, void* stream) {
+LENET5_API int lenet5_gpu_infer_device(lenet5_gpu* handle, int mode, const uint8_t* images, int64_t n, int32_t* classes,
+                                       void* logits, void* stream) {
     if (handle == nullptr) return fail(LENET5_ERR_INVALID_ARGUMENT, "handle is NULL");
     int status = check_mode(handle, mode);
     if (status) return status;
@@ -786,7 +755,7 @@ LENET5_API int lenet5_gpu_infer_device(lenet5_gpu* handle, int mode, const uint8
     DeviceScope scope;
     if ((status = scope.enter(handle->device))) return status;
     if ((status = resident_stop(handle))) return status;
-    const lenet5::NetIO io{images, n, classes, logits, nullptr, nullptr, 0};
+    const lenet5::NetIO io{images, n, classes, logits};
     return run(handle, mode, io, stream ? static_cast<cudaStream_t>(stream) : handle->stream);
 }
 
@@ -814,8 +783,7 @@ LENET5_API int lenet5_gpu_time_device(lenet5_gpu* handle, int mode, const uint8_
         CUDA_TRY(cudaEventCreate(&stop));
         int64_t k = 0;
         auto one = [&]() -> int {
-            const lenet5::NetIO io{d_images + (k++ % sets) * batch * kImageBytes, batch, d_classes, d_logits,
-                                   nullptr, nullptr, 0};
+            const lenet5::NetIO io{d_images + (k++ % sets) * batch * kImageBytes, batch, d_classes, d_logits};
             return run(handle, mode, io, handle->stream);
         };
         int s = LENET5_OK;

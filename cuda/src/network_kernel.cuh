@@ -32,6 +32,7 @@ __host__ __device__ constexpr int pick_vec(int count, int stride) {
     return 1;
 }
 
+// clang-format off: one line per vector type
 template <class T, int V> struct VecT;
 template <> struct VecT<float, 1> { using type = float; };
 template <> struct VecT<float, 2> { using type = float2; };
@@ -44,6 +45,7 @@ __device__ __forceinline__ void unpack(float2 v, float* d) { d[0] = v.x; d[1] = 
 __device__ __forceinline__ void unpack(float4 v, float* d) { d[0] = v.x; d[1] = v.y; d[2] = v.z; d[3] = v.w; }
 __device__ __forceinline__ void unpack(double v, double* d) { d[0] = v; }
 __device__ __forceinline__ void unpack(double2 v, double* d) { d[0] = v.x; d[1] = v.y; }
+// clang-format on
 
 // N values from shared memory in vectors of V.
 template <int N, int V, class T>
@@ -179,10 +181,11 @@ struct Config {
     static_assert(CSPLIT == 0 || (IPT == 1 && TEAM == BLOCK), "split stages: one image per block");
     // Partial sums of the split stages (acc_t elements).
     static constexpr int kScratchElems =
-        CSPLIT == 0 ? 0
-                    : cmax(CSPLIT * L1::out_c * L1::out_h * L1::out_w * L1::pool * L1::pool,
-                           cmax(dense_slices<L2, OGMAX>(BLOCK) * L2::out,
-                                cmax(dense_slices<L3, OGMAX>(BLOCK) * L3::out, dense_slices<L4, OGMAX>(BLOCK) * L4::out)));
+        CSPLIT == 0
+            ? 0
+            : cmax(CSPLIT * L1::out_c * L1::out_h * L1::out_w * L1::pool * L1::pool,
+                   cmax(dense_slices<L2, OGMAX>(BLOCK) * L2::out,
+                        cmax(dense_slices<L3, OGMAX>(BLOCK) * L3::out, dense_slices<L4, OGMAX>(BLOCK) * L4::out)));
     static constexpr int kScratchBytes = round_up(kScratchElems * int(sizeof(acc_t)), 16);
     static constexpr int kSmemBytes = kWeightBytes + kTeamsPerBlock * kTeamBytes + kScratchBytes;
 };
@@ -191,7 +194,8 @@ struct Config {
 // pools (the cast need not be monotone: AP_WRAP); float mode pools, then adds the bias and
 // applies ReLU (both monotone, the bias per channel: exact).
 template <class M, bool RELU, int N, class ActT>
-__device__ __forceinline__ ActT finish_pooled(const typename M::acc_t (&v)[N], typename M::acc_t bias, const FixedCast& fc) {
+__device__ __forceinline__ ActT finish_pooled(const typename M::acc_t (&v)[N], typename M::acc_t bias,
+                                              const FixedCast& fc) {
     if constexpr (M::kFixed) {
         int64_t best = fixed_neuron<RELU>(v[0], bias, fc);
 #pragma unroll
@@ -415,8 +419,9 @@ __device__ __forceinline__ void dense_split_stage(const ActT* __restrict__ in, A
 // The weights come from shared memory (W_SMEM) or global memory.
 template <class L, int R, int IPT, int TEAM, int OGMAX, int KS, int IN_STRIDE, int OUT_STRIDE, bool W_SMEM, class M,
           class ActT, class WT>
-__device__ __forceinline__ void dense_stage(const ActT* __restrict__ in, ActT* __restrict__ out, const WT* __restrict__ w,
-                                            const WT* __restrict__ b, const FixedCast& fc, int rank) {
+__device__ __forceinline__ void dense_stage(const ActT* __restrict__ in, ActT* __restrict__ out,
+                                            const WT* __restrict__ w, const WT* __restrict__ b, const FixedCast& fc,
+                                            int rank) {
     using acc_t = typename M::acc_t;
     using act_t = ActT;
     constexpr int IN = L::in, OUT = L::out;
@@ -477,8 +482,8 @@ __device__ __forceinline__ void dense_stage(const ActT* __restrict__ in, ActT* _
 
 // Logits to global memory, and the class: the first of equal maxima, as numpy's argmax.
 template <int IPT, int TEAM, int LS, class M, class ActT>
-__device__ __forceinline__ void write_outputs(const ActT* __restrict__ lg, const NetIO& io,
-                                              int64_t base, int valid, int rank) {
+__device__ __forceinline__ void write_outputs(const ActT* __restrict__ lg, const NetIO& io, int64_t base, int valid,
+                                              int rank) {
     using logit_t = typename M::logit_t;
     if (io.logits != nullptr) {
         logit_t* dst = static_cast<logit_t*>(io.logits) + base * kNumClasses;
@@ -606,9 +611,11 @@ __device__ __forceinline__ void forward_team(const NetParams<typename C::mode>& 
     if constexpr (C::kDenseSmem) async_wait<0>();  // dense weights
     team_sync<TEAM>();
     if constexpr (C::kCSplit > 0) {
-        dense_split_stage<L2, C::kOgMax, TEAM, C::kDenseSmem, M>(s.act2, s.act3, s.w2, s.b2, s.scratch, p.cast[2], rank);
+        dense_split_stage<L2, C::kOgMax, TEAM, C::kDenseSmem, M>(s.act2, s.act3, s.w2, s.b2, s.scratch, p.cast[2],
+                                                                 rank);
         team_sync<TEAM>();
-        dense_split_stage<L3, C::kOgMax, TEAM, C::kDenseSmem, M>(s.act3, s.act4, s.w3, s.b3, s.scratch, p.cast[3], rank);
+        dense_split_stage<L3, C::kOgMax, TEAM, C::kDenseSmem, M>(s.act3, s.act4, s.w3, s.b3, s.scratch, p.cast[3],
+                                                                 rank);
         team_sync<TEAM>();
         dense_split_stage<L4, C::kOgMax, TEAM, C::kDenseSmem, M>(s.act4, s.logits, s.w4, s.b4, s.scratch, p.cast[4],
                                                                  rank);
@@ -649,20 +656,6 @@ __global__ void __launch_bounds__(C::kBlock, C::kMinBlocks)
         // region B only after the next sync, so no barrier is needed here.
     }
     if constexpr (C::kAllSmem) async_wait<0>();  // a block with no images still drains its copies
-
-    if (io.done != nullptr) {
-        // Make this block's outputs visible to the host, then count it; the last block signals.
-        __threadfence_system();
-        __syncthreads();
-        if (threadIdx.x == 0) {
-            const unsigned int before = atomicAdd(io.blocks_done, 1u);
-            if (before == gridDim.x - 1) {
-                *io.blocks_done = 0;
-                __threadfence_system();
-                *reinterpret_cast<volatile unsigned int*>(io.done) = io.ticket;
-            }
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------- resident kernel
@@ -775,7 +768,8 @@ __global__ void __launch_bounds__(C::kBlock, 1)
                 unsigned long long word;
                 for (;;) {
                     word = ld_acquire_gpu(&io.state->go);
-                    if ((word & (0xffffffull << 40)) == gen && (word & 0xffffffffull) != (last_word & 0xffffffffull)) break;
+                    if ((word & (0xffffffull << 40)) == gen && (word & 0xffffffffull) != (last_word & 0xffffffffull))
+                        break;
                 }
                 last_word = word;
                 seq = unsigned(word & 0xffffffffull) >> 1;

@@ -68,11 +68,6 @@ struct NetIO {
     int64_t n;
     int32_t* classes;       // int32[n] or null
     void* logits;           // logit_t[n][kNumClasses] or null
-    // Optional completion signal for a host that spins instead of synchronizing: the last block
-    // to finish resets *blocks_done and writes `ticket` to *done (mapped host memory).
-    unsigned int* blocks_done;
-    unsigned int* done;
-    unsigned int ticket;
 };
 
 // The resident kernel's mailbox, in mapped pinned host memory (network_kernel.cuh, api.cu).  The

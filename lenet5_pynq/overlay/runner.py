@@ -110,7 +110,6 @@ class StreamRunner:
         self._in1 = self._in[0][:1]
         self._out1 = self._out[0][: RESULT_BYTES // 8]
         self._out1_rec = self._out_rec[0][:1]
-        self._in_addr_word = [None, None]
         self.reset()
 
     # -------------------------------------------------------------------- deadlines
