@@ -117,11 +117,11 @@ def run(names: list[str], batches: list[int], mnist_dir=None, min_seconds=MIN_SE
                         bar.update(1)
     if gpu_names:
         try:
-            from . import gpu_bench
+            from . import gpu_timing
         except ImportError as e:
             log(f"skipped {', '.join(gpu_names)}: {e}")
         else:
-            rows += gpu_bench.run(gpu_names, batches, repeats=20, backend_kwargs=backend_kwargs)
+            rows += gpu_timing.run(gpu_names, batches, repeats=20, backend_kwargs=backend_kwargs)
     return rows
 
 

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 try:
-    from lenet5_pynq import fixedspec, golden, gpu, gpu_bench, weights
+    from lenet5_pynq import fixedspec, golden, gpu, gpu_timing, weights
 except ModuleNotFoundError as e:  # the package, installed: pip install -e . (CONTRIBUTING.md)
     if e.name != "lenet5_pynq":
         raise
@@ -41,7 +41,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json")
     args = ap.parse_args()
-    pool = gpu_bench.image_pool()
+    pool = gpu_timing.image_pool()
     params, quantized = weights.load()[0], fixedspec.load_quantized()[0]
     net = gpu.GpuNetwork(params, quantized)
     ffi, lib, h = net.ffi, net.lib, net._handle

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 try:
-    from lenet5_pynq import fixedspec, gpu, gpu_bench, weights
+    from lenet5_pynq import fixedspec, gpu, gpu_timing, weights
 except ModuleNotFoundError as e:  # the package, installed: pip install -e . (CONTRIBUTING.md)
     if e.name != "lenet5_pynq":
         raise
@@ -30,7 +30,7 @@ def main() -> int:
     ap.add_argument("--json")
     args = ap.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
-    pool = gpu_bench.image_pool()
+    pool = gpu_timing.image_pool()
     params, quantized = weights.load()[0], fixedspec.load_quantized()[0]
     net = gpu.GpuNetwork(params, quantized)
     print(f"device: {net.device_name}")
@@ -43,10 +43,10 @@ def main() -> int:
             for batch in batches:
                 if variant == "block" and batch > 100_000:
                     continue
-                sets = gpu_bench._sets(batch, 784)
-                images = gpu_bench._tile(pool, sets * batch)
+                sets = gpu_timing._sets(batch, 784)
+                images = gpu_timing._tile(pool, sets * batch)
                 est = float(np.median(net.time_device(images, batch, mode, 1, 2, 3)))
-                calls = gpu_bench._calls_for(est)
+                calls = gpu_timing._calls_for(est)
                 t = statistics.median(net.time_device(images, batch, mode, calls, max(2, calls // 4), 5))
                 rows.append(dict(mode=mode, variant=variant, batch=batch, seconds=t, images_per_second=batch / t))
                 print(f"{mode:6s} {variant:10s} {batch:>8d} {t * 1e6:10.1f} us {batch / t / 1e6:9.3f} M/s", flush=True)
