@@ -10,18 +10,13 @@ installed (pip install -e .).
 """
 
 import hashlib
-import sys
 from pathlib import Path
 
 import numpy as np
 
-try:
-    from lenet5_pynq import fixedspec, golden, gpu, mnist, weights
-    from lenet5_pynq.backends.cpu import FloatBackend
-except ModuleNotFoundError as e:  # the package, installed: pip install -e . (CONTRIBUTING.md)
-    if e.name != "lenet5_pynq":
-        raise
-    sys.exit(f"{sys.argv[0]}: lenet5_pynq is not importable; run `pip install -e .` in the repository root")
+import _requires  # noqa: F401  (stops with one line when lenet5_pynq is not installed)
+from lenet5_pynq import fixedspec, golden, gpu, mnist, weights
+from lenet5_pynq.backends.cpu import FloatBackend
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,12 +17,8 @@ import time
 
 import numpy as np
 
-try:
-    from lenet5_pynq import fixedspec, golden, gpu, gpu_timing, weights
-except ModuleNotFoundError as e:  # the package, installed: pip install -e . (CONTRIBUTING.md)
-    if e.name != "lenet5_pynq":
-        raise
-    sys.exit(f"{sys.argv[0]}: lenet5_pynq is not importable; run `pip install -e .` in the repository root")
+import _requires  # noqa: F401  (stops with one line when lenet5_pynq is not installed)
+from lenet5_pynq import fixedspec, golden, gpu, gpu_timing, weights
 
 
 def timed(fn, calls=500, repeats=15):

@@ -10,12 +10,8 @@ import sys
 
 import numpy as np
 
-try:
-    from lenet5_pynq import fixedspec, gpu, weights
-except ModuleNotFoundError as e:  # the package, installed: pip install -e . (CONTRIBUTING.md)
-    if e.name != "lenet5_pynq":
-        raise
-    sys.exit(f"{sys.argv[0]}: lenet5_pynq is not importable; run `pip install -e .` in the repository root")
+import _requires  # noqa: F401  (stops with one line when lenet5_pynq is not installed)
+from lenet5_pynq import fixedspec, gpu, weights
 
 variant = sys.argv[1] if len(sys.argv) > 1 else "warp"
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 200_000
