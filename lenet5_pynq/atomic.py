@@ -22,8 +22,16 @@ import tempfile
 import threading
 from pathlib import Path
 
-__all__ = ["PACKAGE_DIR", "OutputError", "atomic_write", "check_outside_package", "check_writable", "file_lock",
-           "write_bytes", "write_text"]
+__all__ = [
+    "PACKAGE_DIR",
+    "OutputError",
+    "atomic_write",
+    "check_outside_package",
+    "check_writable",
+    "file_lock",
+    "write_bytes",
+    "write_text",
+]
 
 PACKAGE_DIR = Path(__file__).resolve().parent  # lenet5_pynq/
 
@@ -65,8 +73,9 @@ def check_outside_package(path, what: str = "output") -> Path:
     path = Path(path)
     resolved = path.resolve()
     if resolved == PACKAGE_DIR or PACKAGE_DIR in resolved.parents:
-        raise OutputError(f"{what} {path}: refusing to write inside the installed package ({PACKAGE_DIR}); "
-                          "choose another path")
+        raise OutputError(
+            f"{what} {path}: refusing to write inside the installed package ({PACKAGE_DIR}); choose another path"
+        )
     return path
 
 

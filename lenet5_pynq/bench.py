@@ -88,8 +88,15 @@ def _is_gpu(name: str) -> bool:
     return name.startswith(("gpu", "torch"))
 
 
-def run(names: list[str], batches: list[int], mnist_dir=None, min_seconds=MIN_SECONDS, log=print,
-        quiet: bool = False, backend_kwargs: dict | None = None) -> list[dict]:
+def run(
+    names: list[str],
+    batches: list[int],
+    mnist_dir=None,
+    min_seconds=MIN_SECONDS,
+    log=print,
+    quiet: bool = False,
+    backend_kwargs: dict | None = None,
+) -> list[dict]:
     """Rows of every backend and batch; a progress bar over the host points on stderr (a
     terminal, not `quiet`).  `backend_kwargs` (`backends.weight_arguments`) go to every
     backend; one that cannot run them is skipped with the reason."""
@@ -99,8 +106,9 @@ def run(names: list[str], batches: list[int], mnist_dir=None, min_seconds=MIN_SE
     gpu_names = [n for n in names if _is_gpu(n)]
     if host_names:
         images = _images(max(batches), mnist_dir)
-        with progress.bar(total=len(host_names) * len(batches), desc="bench", unit="point", quiet=quiet,
-                          leave=False) as bar:
+        with progress.bar(
+            total=len(host_names) * len(batches), desc="bench", unit="point", quiet=quiet, leave=False
+        ) as bar:
             for name in host_names:
                 try:
                     backend = backends.load_backend(name, verbose=False, **backend_kwargs)
@@ -190,15 +198,32 @@ _int_list = cli_types.positive_int_list(MAX_BATCH, "batch sizes")
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lenet5_pynq.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--backends", default=DEFAULT_BACKENDS, type=cli_types.backend_list(),
-                        help="comma-separated (default: %(default)s)")
-    parser.add_argument("--batches", type=_int_list, default=_int_list(DEFAULT_BATCHES), help="default: " + DEFAULT_BATCHES)
-    parser.add_argument("--peer", default="keras", type=cli_types.backend_list(), help="comma-separated backends the ratios are against (default: %(default)s)")
+    parser.add_argument(
+        "--backends",
+        default=DEFAULT_BACKENDS,
+        type=cli_types.backend_list(),
+        help="comma-separated (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batches", type=_int_list, default=_int_list(DEFAULT_BATCHES), help="default: " + DEFAULT_BATCHES
+    )
+    parser.add_argument(
+        "--peer",
+        default="keras",
+        type=cli_types.backend_list(),
+        help="comma-separated backends the ratios are against (default: %(default)s)",
+    )
     parser.add_argument("--weights", metavar="FILE", help="float weights .npz from train (default: the shipped ones)")
-    parser.add_argument("--spec", metavar="FILE", help="their fixed-point spec (default: fixed_spec.json beside --weights)")
+    parser.add_argument(
+        "--spec", metavar="FILE", help="their fixed-point spec (default: fixed_spec.json beside --weights)"
+    )
     parser.add_argument("--mnist", help="MNIST directory for the images (default: $LENET5_MNIST or ../shared/mnist)")
-    parser.add_argument("--min-seconds", type=cli_types.nonnegative_float, default=MIN_SECONDS,
-                        help="time spent per point (0: the minimum of three calls)")
+    parser.add_argument(
+        "--min-seconds",
+        type=cli_types.nonnegative_float,
+        default=MIN_SECONDS,
+        help="time spent per point (0: the minimum of three calls)",
+    )
     parser.add_argument("--json", metavar="FILE", help="write the rows as JSON ('-' for stdout)")
     parser.add_argument("--plot", metavar="FILE.png", help="latency and throughput against batch size")
     parser.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
@@ -227,7 +252,9 @@ def main(argv=None) -> int:
         return 2
     log(f"machine: {machine()}")
     try:
-        rows = run(names, args.batches, args.mnist, args.min_seconds, log, quiet=args.quiet, backend_kwargs=weight_kwargs)
+        rows = run(
+            names, args.batches, args.mnist, args.min_seconds, log, quiet=args.quiet, backend_kwargs=weight_kwargs
+        )
     except mnist.MnistFormatError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

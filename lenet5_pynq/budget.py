@@ -64,22 +64,46 @@ def storage(stage: str, item: str, width: int, depth: int, banks: int = 1) -> Ro
     """An array of `banks` memories of depth x width bits, one read (and one write) a cycle."""
     if depth <= 4:
         lut = banks * width * _mux_luts_per_bit(depth)
-        return Row(stage, item, "estimate", lut=lut, ff=banks * width * depth, detail=f"{banks} x {depth} x {width} b registers")
+        return Row(
+            stage,
+            item,
+            "estimate",
+            lut=lut,
+            ff=banks * width * depth,
+            detail=f"{banks} x {depth} x {width} b registers",
+        )
     if depth <= 64:
         per_lutram = 6 if depth <= 32 else 3  # RAM32M: 32 x 6 b, RAM64M: 64 x 3 b simple dual port, 4 LUTs each
         lut = banks * 4 * math.ceil(width / per_lutram)
         return Row(stage, item, "estimate", lut=lut, ff=banks * width, detail=f"{banks} x {depth} x {width} b LUTRAM")
     bram = min(math.ceil(depth / d) * math.ceil(width / w) for d, w in BRAM18_MODES)
-    return Row(stage, item, "estimate", bram18=banks * bram, ff=banks * width, detail=f"{banks} x {depth} x {width} b BRAM18")
+    return Row(
+        stage, item, "estimate", bram18=banks * bram, ff=banks * width, detail=f"{banks} x {depth} x {width} b BRAM18"
+    )
 
 
 def fifo(stream: str, width: int, depth: int) -> Row:
     """A stream FIFO: shift registers (SRLC32E) up to 32 deep, then a memory."""
     control = 12  # read/write pointers or the SRL address and the full/empty flags
     if depth <= 32:
-        return Row("fifo", stream, "estimate", lut=width * math.ceil(depth / 32) + control, ff=width + control, detail=f"{depth} x {width} b SRL")
+        return Row(
+            "fifo",
+            stream,
+            "estimate",
+            lut=width * math.ceil(depth / 32) + control,
+            ff=width + control,
+            detail=f"{depth} x {width} b SRL",
+        )
     mem = storage("fifo", stream, width, depth)
-    return Row("fifo", stream, "estimate", lut=mem.lut + 2 * control, ff=mem.ff + 2 * control, bram18=mem.bram18, detail=mem.detail)
+    return Row(
+        "fifo",
+        stream,
+        "estimate",
+        lut=mem.lut + 2 * control,
+        ff=mem.ff + 2 * control,
+        bram18=mem.bram18,
+        detail=mem.detail,
+    )
 
 
 def register(stage: str, item: str, bits: int) -> Row:
@@ -121,7 +145,15 @@ def stages(spec: fixedspec.FixedSpec | None = None) -> list[Stage]:
             "read_pixels",
             f"{hls_stream.IN_BEATS_PER_IMAGE} beats x {per_beat} pixels",
             hls_stream.IN_BEATS_PER_IMAGE * per_beat,
-            rows=[Row("read_pixels", "beat register and byte select", "estimate", lut=spec.input.width * _mux_luts_per_bit(per_beat), ff=64)],
+            rows=[
+                Row(
+                    "read_pixels",
+                    "beat register and byte select",
+                    "estimate",
+                    lut=spec.input.width * _mux_luts_per_bit(per_beat),
+                    ff=64,
+                )
+            ],
         )
     ]
     for s in shapes:
@@ -149,10 +181,19 @@ def stages(spec: fixedspec.FixedSpec | None = None) -> list[Stage]:
                 storage(name, "kernel banks", WORD_BITS, nf * sf, banks=mults),
                 storage(name, "bias banks", WORD_BITS, nf, banks=p.pe),
                 storage(name, "pool row", f.output.width, (cw // layer.pool) * nf, banks=p.pe),
-                register(name, "window, accumulators, column maxima, pooled pixel", s.fan_in * w_in + p.pe * f.accum.width + nf * p.pe * f.output.width + layer.filters * f.output.width),
+                register(
+                    name,
+                    "window, accumulators, column maxima, pooled pixel",
+                    s.fan_in * w_in
+                    + p.pe * f.accum.width
+                    + nf * p.pe * f.output.width
+                    + layer.filters * f.output.width,
+                ),
             ]
             if sf > 1:
-                rows.append(Row(name, f"window slice select ({sf}:1)", "estimate", lut=p.simd * w_in * _mux_luts_per_bit(sf)))
+                rows.append(
+                    Row(name, f"window slice select ({sf}:1)", "estimate", lut=p.simd * w_in * _mux_luts_per_bit(sf))
+                )
             out.append(Stage(name, f"{ch * cw} windows x {nf} x {sf} folds", ch * cw * nf * sf, mults, kind, rows))
         else:
             nf, sf = layer.units // p.pe, s.fan_in // p.simd
@@ -160,10 +201,21 @@ def stages(spec: fixedspec.FixedSpec | None = None) -> list[Stage]:
             rows = [
                 storage(layer.name, "kernel banks", WORD_BITS, sf * nf, banks=mults),
                 storage(layer.name, "bias banks", WORD_BITS, nf, banks=p.pe),
-                register(layer.name, "input element, rotating accumulators", hls_config.in_vec(layer.name) * w_in + nf * p.pe * f.accum.width),
+                register(
+                    layer.name,
+                    "input element, rotating accumulators",
+                    hls_config.in_vec(layer.name) * w_in + nf * p.pe * f.accum.width,
+                ),
             ]
             if groups > 1:
-                rows.append(Row(layer.name, f"input slice select ({groups}:1)", "estimate", lut=p.simd * w_in * _mux_luts_per_bit(groups)))
+                rows.append(
+                    Row(
+                        layer.name,
+                        f"input slice select ({groups}:1)",
+                        "estimate",
+                        lut=p.simd * w_in * _mux_luts_per_bit(groups),
+                    )
+                )
             out.append(Stage(layer.name, f"{sf} slices x {nf} folds + {nf} emit", sf * nf + nf, mults, kind, rows))
     last = hls_config.PARALLELISM[shapes[-1].layer.name]
     reads = network.NUM_CLASSES // last.pe
@@ -175,7 +227,12 @@ def stages(spec: fixedspec.FixedSpec | None = None) -> list[Stage]:
             reads + hls_stream.OUT_BEATS_PER_IMAGE,
             rows=[
                 register("write_results", "logits and packed words", logit_bits + hls_stream.OUT_BEATS_PER_IMAGE * 64),
-                Row("write_results", "argmax comparators", "estimate", lut=(network.NUM_CLASSES - 1) * (spec.logits.width + 4)),
+                Row(
+                    "write_results",
+                    "argmax comparators",
+                    "estimate",
+                    lut=(network.NUM_CLASSES - 1) * (spec.logits.width + 4),
+                ),
             ],
         )
     )
@@ -194,12 +251,33 @@ def arithmetic_rows(family: str) -> list[Row]:
     for s in network.layer_shapes():
         a = area.stage_area(s.layer.name, family)
         stage = f"{s.layer.name}_mac" if isinstance(s.layer, network.Conv) else s.layer.name
-        rows.append(Row(stage, "arithmetic", "yosys", lut=a["lut"], ff=a["ff"], dsp=a["dsp"], detail=f"yosys {a.get('yosys', '')} synth_xilinx -family {family}".strip()))
+        rows.append(
+            Row(
+                stage,
+                "arithmetic",
+                "yosys",
+                lut=a["lut"],
+                ff=a["ff"],
+                dsp=a["dsp"],
+                detail=f"yosys {a.get('yosys', '')} synth_xilinx -family {family}".strip(),
+            )
+        )
     return rows
 
 
 def platform_rows(family: str) -> list[Row]:
-    return [Row("platform", e["name"], e["source"], lut=e["lut"], ff=e["ff"], dsp=e.get("dsp", 0), bram18=2 * e.get("bram36", 0)) for e in area.platform_estimates(family)]
+    return [
+        Row(
+            "platform",
+            e["name"],
+            e["source"],
+            lut=e["lut"],
+            ff=e["ff"],
+            dsp=e.get("dsp", 0),
+            bram18=2 * e.get("bram36", 0),
+        )
+        for e in area.platform_estimates(family)
+    ]
 
 
 # --------------------------------------------------------------------------------- the budget
@@ -256,7 +334,20 @@ class Budget:
 def _part_budget(board: str, target: hls_config.Part, rows: list[Row], cycles) -> PartBudget:
     lut, ff, dsp = (sum(getattr(r, k) for r in rows) for k in ("lut", "ff", "dsp"))
     bram36 = math.ceil(sum(r.bram18 for r in rows) / 2)
-    pb = PartBudget(board, target.part, dsp, target.dsp, lut, target.lut, ff, target.ff, bram36, target.bram36, cycles.interval, cycles.latency)
+    pb = PartBudget(
+        board,
+        target.part,
+        dsp,
+        target.dsp,
+        lut,
+        target.lut,
+        ff,
+        target.ff,
+        bram36,
+        target.bram36,
+        cycles.interval,
+        cycles.latency,
+    )
     m, c = hls_config.MARGINS, hls_config.CYCLE_LIMITS
     for what, value, limit in (
         ("dsp", dsp, math.floor(target.dsp * m["dsp"])),
@@ -278,7 +369,9 @@ def compute(images: int = SIM_IMAGES) -> Budget:
     parts = []
     for board, target in hls_config.PARTS.items():
         if target.family not in by_family:
-            by_family[target.family] = [r for s in st for r in s.rows] + fifos + arithmetic_rows(target.family) + platform_rows(target.family)
+            by_family[target.family] = (
+                [r for s in st for r in s.rows] + fifos + arithmetic_rows(target.family) + platform_rows(target.family)
+            )
         parts.append(_part_budget(board, target, by_family[target.family], cycles))
     return Budget(st, fifos, cycles, parts, by_family)
 
@@ -341,13 +434,18 @@ def table(b: Budget | None = None) -> str:
             f"| {r['stage']:<14} | {r['trips']:<30} | {r['iterations_per_image']:>12,} | {mult:>11} | {r['lut']:>6,} | {r['ff']:>6,} | {r['dsp']:>4} | {r['bram18']:>6} |"
         )
     rows = b.rows[family]
-    for label, picked in (("FIFOs", [r for r in rows if r.stage == "fifo"]), ("platform", [r for r in rows if r.stage == "platform"])):
+    for label, picked in (
+        ("FIFOs", [r for r in rows if r.stage == "fifo"]),
+        ("platform", [r for r in rows if r.stage == "platform"]),
+    ):
         lines.append(
             f"| {label:<14} | {'(estimates)':<30} | {'':>12} | {'':>11} | {sum(r.lut for r in picked):>6,} | {sum(r.ff for r in picked):>6,} | {sum(r.dsp for r in picked):>4} | {sum(r.bram18 for r in picked):>6} |"
         )
     lines += ["", "Per part (limits: the margins of hls_config.MARGINS and the cycle targets):"]
     for p in b.parts:
-        checks = ", ".join(f"{k} {v['value']:,} <= {v['limit']:,}{'' if v['ok'] else ' OVER'}" for k, v in p.checks.items())
+        checks = ", ".join(
+            f"{k} {v['value']:,} <= {v['limit']:,}{'' if v['ok'] else ' OVER'}" for k, v in p.checks.items()
+        )
         lines.append(f"  {'PASS' if p.fits else 'FAIL'} {p.board:<12} {p.part:<22} {checks}")
     lines.append(f"{'PASS' if b.passed else 'FAIL'}: every part")
     return "\n".join(lines)
@@ -356,8 +454,12 @@ def table(b: Budget | None = None) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lenet5_pynq.budget", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print the budget as JSON")
-    parser.add_argument("--images", type=cli_types.int_at_least(2), default=SIM_IMAGES,
-                        help=f"images in the simulated batch, at least 2 for an interval (default {SIM_IMAGES})")
+    parser.add_argument(
+        "--images",
+        type=cli_types.int_at_least(2),
+        default=SIM_IMAGES,
+        help=f"images in the simulated batch, at least 2 for an interval (default {SIM_IMAGES})",
+    )
     args = parser.parse_args(argv)
     try:
         b = compute(args.images)

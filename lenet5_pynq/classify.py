@@ -38,13 +38,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     parser.add_argument("--samples", action="store_true", help="also classify the ten shipped sample digits")
-    parser.add_argument("--backend", default="auto", type=cli_types.backend_name(),
-                        help=f"where to run the network: {', '.join(names())} (default: auto)")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        type=cli_types.backend_name(),
+        help=f"where to run the network: {', '.join(names())} (default: auto)",
+    )
     parser.add_argument("--weights", metavar="FILE", help="float weights .npz from train (default: the shipped ones)")
-    parser.add_argument("--spec", metavar="FILE", help="their fixed-point spec (default: fixed_spec.json beside --weights)")
+    parser.add_argument(
+        "--spec", metavar="FILE", help="their fixed-point spec (default: fixed_spec.json beside --weights)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
-    parser.add_argument("--top", type=cli_types.int_between(1, network.NUM_CLASSES), metavar="K",
-                        help=f"also list the K most likely digits (1..{network.NUM_CLASSES})")
+    parser.add_argument(
+        "--top",
+        type=cli_types.int_between(1, network.NUM_CLASSES),
+        metavar="K",
+        help=f"also list the K most likely digits (1..{network.NUM_CLASSES})",
+    )
     parser.add_argument(
         "--debug-dir",
         type=cli_types.directory,
@@ -134,7 +144,9 @@ def _classify(backend, paths: list[Path], top: int, debug_dir: Path | None = Non
     results: list[dict] = []
     found: list[preprocess.Digit] = []
     readable: list[dict] = []
-    for path in progress.bar(paths, desc="reading", unit="file", quiet=quiet or len(paths) < PROGRESS_FROM, leave=False):
+    for path in progress.bar(
+        paths, desc="reading", unit="file", quiet=quiet or len(paths) < PROGRESS_FROM, leave=False
+    ):
         result: dict = {"path": str(path)}
         try:
             found.append(_read(path))

@@ -36,6 +36,7 @@ cycle.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -110,7 +111,9 @@ def _conv_window_ops(s: network.LayerShape, src: str, dst: str) -> StageSpec:
     k = s.layer.kernel
     if hls_config.in_vec(s.layer.name) != c:
         raise ValueError(f"{s.layer.name}_windows: the model takes one whole pixel ({c} channels) an element")
-    ops = tuple(Op(i, reads=(src,), writes=(dst,) if (i // w >= k - 1 and i % w >= k - 1) else ()) for i in range(h * w))
+    ops = tuple(
+        Op(i, reads=(src,), writes=(dst,) if (i // w >= k - 1 and i % w >= k - 1) else ()) for i in range(h * w)
+    )
     return StageSpec(f"{s.layer.name}_windows", h * w, WINDOWS_DEPTH, ops, f"{h} x {w} pixels")
 
 
@@ -130,7 +133,9 @@ def _conv_mac_ops(s: network.LayerShape, src: str, dst: str) -> StageSpec:
             ops.append(Op(first, reads=(src,)))
             if pooled:
                 ops.append(Op(last, writes=(dst,)))
-    return StageSpec(f"{layer.name}_mac", ch * cw * per_window, mac_depth(p.simd), tuple(ops), f"{ch * cw} windows x {nf} x {sf}")
+    return StageSpec(
+        f"{layer.name}_mac", ch * cw * per_window, mac_depth(p.simd), tuple(ops), f"{ch * cw} windows x {nf} x {sf}"
+    )
 
 
 def _dense_ops(s: network.LayerShape, src: str, dst: str) -> StageSpec:
@@ -175,11 +180,15 @@ def stage_specs() -> list[StageSpec]:
     last = shapes[-1].layer
     collect = last.units // hls_config.PARALLELISM[last.name].pe
     beats = hls_stream.OUT_BEATS_PER_IMAGE
-    ops = tuple(Op(i, reads=(src,)) for i in range(collect)) + tuple(Op(collect + j, beat_out=True) for j in range(beats))
+    ops = tuple(Op(i, reads=(src,)) for i in range(collect)) + tuple(
+        Op(collect + j, beat_out=True) for j in range(beats)
+    )
     specs.append(StageSpec("write_results", collect + beats, WRITE_DEPTH, ops, f"{collect} reads + {beats} beats"))
     beats_in = sum(op.beat_in for op in specs[0].ops)
     if beats_in != hls_stream.IN_BEATS_PER_IMAGE:
-        raise ValueError(f"read_pixels reads {beats_in} beats an image, the stream format has {hls_stream.IN_BEATS_PER_IMAGE}")
+        raise ValueError(
+            f"read_pixels reads {beats_in} beats an image, the stream format has {hls_stream.IN_BEATS_PER_IMAGE}"
+        )
     fifos = [f for sp in specs for f in dict.fromkeys(w for op in sp.ops for w in op.writes)]
     if fifos != hls_config.streams():
         raise ValueError(f"the modelled chain's FIFOs {fifos} are not hls_config.streams() {hls_config.streams()}")
@@ -326,7 +335,9 @@ def run(specs: Sequence[StageSpec], depths: Mapping[str, int | None], images: in
         n_w = sum(f in op.writes for op in specs[producer[f]].ops)
         n_r = sum(f in op.reads for op in specs[consumer[f]].ops)
         if n_w != n_r:
-            raise ValueError(f"FIFO {f}: {specs[producer[f]].name} writes {n_w} elements an image, {specs[consumer[f]].name} reads {n_r}")
+            raise ValueError(
+                f"FIFO {f}: {specs[producer[f]].name} writes {n_w} elements an image, {specs[consumer[f]].name} reads {n_r}"
+            )
     unknown = set(depths) - set(names)
     if unknown:
         raise ValueError(f"depths name no FIFO of the chain: {sorted(unknown)}")
@@ -344,7 +355,10 @@ def run(specs: Sequence[StageSpec], depths: Mapping[str, int | None], images: in
     # Per stage: its op iterations over the whole batch, as (global index, image, reads, writes, in, out).
     nodes = []
     for sp in specs:
-        per = [(op.index, tuple(fid[f] for f in op.reads), tuple(fid[f] for f in op.writes), op.beat_in, op.beat_out) for op in sp.ops]
+        per = [
+            (op.index, tuple(fid[f] for f in op.reads), tuple(fid[f] for f in op.writes), op.beat_in, op.beat_out)
+            for op in sp.ops
+        ]
         nodes.append([(img * sp.iterations + i, img, r, w, bi, bo) for img in range(images) for i, r, w, bi, bo in per])
     n_st = len(specs)
     ptr = [0] * n_st
@@ -411,7 +425,11 @@ def run(specs: Sequence[StageSpec], depths: Mapping[str, int | None], images: in
             moved += p - ptr[si]
             ptr[si], prev_t[si], prev_i[si] = p, pt, pi
         if not moved:
-            waiting = [f"{specs[si].name} at iteration {nodes[si][ptr[si]][0]}" for si in range(n_st) if ptr[si] < len(nodes[si])]
+            waiting = [
+                f"{specs[si].name} at iteration {nodes[si][ptr[si]][0]}"
+                for si in range(n_st)
+                if ptr[si] < len(nodes[si])
+            ]
             raise Deadlock("no stage can issue: " + ", ".join(waiting))
         remaining -= moved
     if None in first_in or None in last_out:
@@ -420,7 +438,7 @@ def run(specs: Sequence[StageSpec], depths: Mapping[str, int | None], images: in
     # Issue cycle of each stage's last iteration (trailing compute-only iterations run on).
     last_issue = [prev_t[si] + (images * sp.iterations - 1 - prev_i[si]) for si, sp in enumerate(specs)]
 
-    intervals = [b - a for a, b in zip(last_out, last_out[1:])]
+    intervals = [b - a for a, b in itertools.pairwise(last_out)]
     tail = intervals[-3:]
     steady = len(tail) > 0 and len(set(tail)) == 1
     if images >= 2:
@@ -452,7 +470,18 @@ def run(specs: Sequence[StageSpec], depths: Mapping[str, int | None], images: in
         steady_total[si] = stalled_in_window
         busy = overlap(0, last_issue[si] + 1) - stalled_in_window
         stats[sp.name] = StageStats(
-            sp.name, sp.trips, sp.depth, sp.iterations, images * sp.iterations, first_issue[si], last_issue[si], se, sf, busy, we, wf_
+            sp.name,
+            sp.trips,
+            sp.depth,
+            sp.iterations,
+            images * sp.iterations,
+            first_issue[si],
+            last_issue[si],
+            se,
+            sf,
+            busy,
+            we,
+            wf_,
         )
 
     fifos: dict[str, FifoStats] = {}
@@ -504,7 +533,9 @@ def _max_occupancy(writes: list[int], reads: list[int]) -> int:
 
 
 def _dominant(s: StageStats) -> tuple[str, str, int] | None:
-    cands = [("empty", f, n) for f, n in s.steady_stall_empty.items()] + [("full", f, n) for f, n in s.steady_stall_full.items()]
+    cands = [("empty", f, n) for f, n in s.steady_stall_empty.items()] + [
+        ("full", f, n) for f, n in s.steady_stall_full.items()
+    ]
     return max(cands, key=lambda c: c[2]) if cands else None
 
 
@@ -624,17 +655,25 @@ def table(r: SimResult) -> str:
         f"Cycle simulation of {r.images} images (II = 1 per stage, estimated pipeline depths, blocking FIFOs)",
         f"  latency of image 0: {r.latency:,} cycles (first input beat {r.first_in[0]} to last output beat {r.last_out[0]})",
         f"  interval: {r.interval:,} cycles{'' if r.steady else ' (NOT steady: ' + ', '.join(map(str, r.intervals)) + ')'}",
-        f"  bound by {r.bottleneck_stage}" + (f", FIFO {r.bottleneck_fifo}" if r.bottleneck_fifo else " (compute)") + f": {r.explanation}",
+        f"  bound by {r.bottleneck_stage}"
+        + (f", FIFO {r.bottleneck_fifo}" if r.bottleneck_fifo else " (compute)")
+        + f": {r.explanation}",
         "",
         f"| {'stage':<14} | {'trips':<28} | depth | iter/image | busy/window | stalls in the steady window {r.window[0]}..{r.window[1]} |",
     ]
     for s in r.stages.values():
-        st = [f"empty {f} {n}" for f, n in s.steady_stall_empty.items()] + [f"full {f} {n}" for f, n in s.steady_stall_full.items()]
-        lines.append(f"| {s.name:<14} | {s.trips:<28} | {s.depth:>5} | {s.iterations_per_image:>10,} | {s.steady_busy:>11,} | {', '.join(st) or '-'} |")
+        st = [f"empty {f} {n}" for f, n in s.steady_stall_empty.items()] + [
+            f"full {f} {n}" for f, n in s.steady_stall_full.items()
+        ]
+        lines.append(
+            f"| {s.name:<14} | {s.trips:<28} | {s.depth:>5} | {s.iterations_per_image:>10,} | {s.steady_busy:>11,} | {', '.join(st) or '-'} |"
+        )
     lines += ["", f"| {'FIFO':<14} | depth | max occupancy | elements/image | stage-cycles stalled in the window |"]
     for f in r.fifos.values():
         d = "inf" if f.depth is None else str(f.depth)
-        lines.append(f"| {f.name:<14} | {d:>5} | {f.max_occupancy:>13} | {f.elements_per_image:>14} | {f.steady_stalls:>34,} |")
+        lines.append(
+            f"| {f.name:<14} | {d:>5} | {f.max_occupancy:>13} | {f.elements_per_image:>14} | {f.steady_stalls:>34,} |"
+        )
     return "\n".join(lines)
 
 
@@ -653,8 +692,19 @@ def _depth_arg(text: str) -> tuple[str, int | None]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lenet5_pynq.cyclesim", description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=8, help="images in the batch (default 8)")
-    parser.add_argument("--depth", type=_depth_arg, action="append", default=[], metavar="FIFO=N", help="override a FIFO depth (N or inf); repeatable")
-    parser.add_argument("--suggest", action="store_true", help="also the smallest sufficient depth of every FIFO (suggest_depths, from the configured depths)")
+    parser.add_argument(
+        "--depth",
+        type=_depth_arg,
+        action="append",
+        default=[],
+        metavar="FIFO=N",
+        help="override a FIFO depth (N or inf); repeatable",
+    )
+    parser.add_argument(
+        "--suggest",
+        action="store_true",
+        help="also the smallest sufficient depth of every FIFO (suggest_depths, from the configured depths)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
     if args.images < 2:
@@ -675,7 +725,9 @@ def main(argv=None) -> int:
         print(table(r))
         if args.suggest:
             joint, alone = out["suggested_depths"], out["suggested_depths_configured"]
-            print("\nSmallest depths within 1% of unbounded FIFOs: chosen jointly (for FIFO_DEPTH) / each alone, the others as configured:")
+            print(
+                "\nSmallest depths within 1% of unbounded FIFOs: chosen jointly (for FIFO_DEPTH) / each alone, the others as configured:"
+            )
             for f in hls_config.streams():
                 print(f"  {f:<14} {joint[f]!s:>5} / {alone[f]!s:>5}   (configured {hls_config.fifo_depth(f)})")
     return 0

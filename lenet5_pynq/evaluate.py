@@ -19,7 +19,6 @@ import numpy as np
 
 from . import backends, cli_types, mnist, progress
 
-
 CHUNK = 2000  # images per predict call: the steps of the progress bar
 
 
@@ -37,8 +36,9 @@ def _predict(backend, images: np.ndarray, desc: str, quiet: bool) -> tuple[backe
             parts.append(backend.predict(chunk))
             seconds += time.perf_counter() - start
             bar.update(len(chunk))
-    joined = backends.Prediction(np.concatenate([p.classes for p in parts]), np.concatenate([p.logits for p in parts]),
-                                 parts[0].logit_scale)
+    joined = backends.Prediction(
+        np.concatenate([p.classes for p in parts]), np.concatenate([p.logits for p in parts]), parts[0].logit_scale
+    )
     return joined, seconds
 
 
@@ -67,7 +67,9 @@ def evaluate(backend, images: np.ndarray, labels: np.ndarray, golden=None, quiet
 
 
 def format_report(r: dict) -> str:
-    lines = [f"backend {r['backend']}: {r['correct']}/{r['images']} correct = {r['accuracy']:.2%} ({r['seconds']:.2f} s)"]
+    lines = [
+        f"backend {r['backend']}: {r['correct']}/{r['images']} correct = {r['accuracy']:.2%} ({r['seconds']:.2f} s)"
+    ]
     if "weights" in r:
         lines.append(f"weights {r['weights']}, spec {r['spec']}")
     if "golden" in r:
@@ -75,16 +77,21 @@ def format_report(r: dict) -> str:
     else:
         lines.append(f"same class as the golden model: {r['same_class_as_golden']}/{r['images']}")
         if "bit_exact_with_golden" in r:
-            lines.append(f"identical to the golden model in every logit bit: {r['bit_exact_with_golden']}/{r['images']}")
+            lines.append(
+                f"identical to the golden model in every logit bit: {r['bit_exact_with_golden']}/{r['images']}"
+            )
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lenet5_pynq.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--backend", default="auto", type=cli_types.backend_name(),
-                        help=f"one of {', '.join(backends.names())}")
+    parser.add_argument(
+        "--backend", default="auto", type=cli_types.backend_name(), help=f"one of {', '.join(backends.names())}"
+    )
     parser.add_argument("--weights", metavar="FILE", help="float weights .npz from train (default: the shipped ones)")
-    parser.add_argument("--spec", metavar="FILE", help="their fixed-point spec (default: fixed_spec.json beside --weights)")
+    parser.add_argument(
+        "--spec", metavar="FILE", help="their fixed-point spec (default: fixed_spec.json beside --weights)"
+    )
     parser.add_argument("--mnist", help="MNIST directory (default: $LENET5_MNIST or ../shared/mnist)")
     parser.add_argument("--limit", type=cli_types.positive_int, help="only the first N test images")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

@@ -117,9 +117,12 @@ def types_header(spec: fixedspec.FixedSpec, source: str) -> str:
         f"constexpr unsigned kAckOk = {hls_stream.ACK_OK};",
         f"constexpr unsigned kAckBadHeader = {hls_stream.ACK_BAD_HEADER};",
         "// Bit positions of the fields in the weight header beat and the ack beat (hls_stream's dtypes).",
-        *(f"constexpr int k{kind}{field.removesuffix('_lo').capitalize()}Lsb = {8 * offset};"
-          for kind, dtype in (("Header", hls_stream.WEIGHT_HEADER_DTYPE), ("Ack", hls_stream.WEIGHT_ACK_DTYPE))
-          for field, (_, offset) in dtype.fields.items() if field != "words_hi"),
+        *(
+            f"constexpr int k{kind}{field.removesuffix('_lo').capitalize()}Lsb = {8 * offset};"
+            for kind, dtype in (("Header", hls_stream.WEIGHT_HEADER_DTYPE), ("Ack", hls_stream.WEIGHT_ACK_DTYPE))
+            for field, (_, offset) in dtype.fields.items()
+            if field != "words_hi"
+        ),
         "",
         "// ---- fixed-point formats (the spec; raw words are the bits of these types)",
         "typedef short word_t;  // a raw weight or bias word in the memories and the load stream",
@@ -164,7 +167,11 @@ def types_header(spec: fixedspec.FixedSpec, source: str) -> str:
                 f"    static constexpr int units = {layer.units};",
                 f"    static constexpr int in_vec = {hls_config.in_vec(n)};  // input values per stream element",
             ]
-        what = ("output channels", "window taps (kh, kw, cin)") if isinstance(layer, network.Conv) else ("output units", "inputs")
+        what = (
+            ("output channels", "window taps (kh, kw, cin)")
+            if isinstance(layer, network.Conv)
+            else ("output units", "inputs")
+        )
         out += [
             f"    static constexpr bool relu = {str(layer.relu).lower()};",
             f"    static constexpr int pe = {p.pe};  // {what[0]} in parallel",
@@ -218,7 +225,7 @@ def parts_tcl() -> str:
         if p.build not in ("ip", "synth"):
             raise ValueError(f"hls_config.PARTS[{board!r}].build is {p.build!r}, not 'ip' or 'synth'")
         for word in (board, p.part):
-            if not word or any(c in word for c in " \t\n{}[]$;\"\\"):
+            if not word or any(c in word for c in ' \t\n{}[]$;"\\'):
                 raise ValueError(f"hls_config.PARTS: {word!r} is not a plain tcl word")
         out.append(f"    {board} {{part {p.part} build {p.build}}} \\")
     out += [
@@ -280,8 +287,11 @@ def write_golden(out_dir: Path, mnist_dir=None, count: int | None = None, weight
         classes, logits = golden.predict_raw(images, layers)
         write_bytes(out_dir / f"{name}_logits.bin", logits.astype("<i2").tobytes(), what="golden data")
         write_bytes(out_dir / f"{name}_classes.bin", classes.astype("<u2").tobytes(), what="golden data")
-        write_bytes(out_dir / f"{name}_weights.bin", hls_stream.pack_weight_stream(layers).astype("<u8").tobytes(),
-                    what="golden data")
+        write_bytes(
+            out_dir / f"{name}_weights.bin",
+            hls_stream.pack_weight_stream(layers).astype("<u8").tobytes(),
+            what="golden data",
+        )
         summary[name] = np.bincount(classes, minlength=network.NUM_CLASSES).tolist()
     return summary
 
@@ -340,7 +350,9 @@ def main(argv=None) -> int:
             print(f"{out}: {'wrote ' + ', '.join(p.name for p in written) if written else 'up to date'}")
         elif args.command == "golden":
             summary = write_golden(Path(args.out), args.mnist, args.count, args.weights, args.spec)
-            print(f"{args.out}: {summary['images']} images; classes shipped {summary['shipped']}, alternate {summary['alternate']}")
+            print(
+                f"{args.out}: {summary['images']} images; classes shipped {summary['shipped']}, alternate {summary['alternate']}"
+            )
         else:
             layers, _ = load_set(args.weights, args.spec, alternate=args.alternate)
             beats = hls_stream.pack_weight_stream(layers)

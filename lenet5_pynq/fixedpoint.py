@@ -64,7 +64,7 @@ class FixedFormat:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FixedFormat":
+    def from_dict(cls, d: dict) -> FixedFormat:
         return cls(**d)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import network, validation, weights
 from .fixedpoint import FixedFormat, from_float
-from .validation import SpecError  # noqa: F401 - the spec's error, raised by the validation layer
+from .validation import SpecError
 
 SHIPPED = weights.DATA_DIR / "fixed_spec.json"
 FORMAT_VERSION = 1
@@ -63,13 +63,11 @@ class FixedSpec:
             "weights_sha256": self.weights_sha256,
             "meta": self.meta or {},
             "input": self.input.to_dict(),
-            "layers": {
-                name: {t: getattr(f, t).to_dict() for t in TENSORS} for name, f in self.layers.items()
-            },
+            "layers": {name: {t: getattr(f, t).to_dict() for t in TENSORS} for name, f in self.layers.items()},
         }
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "spec") -> "FixedSpec":
+    def from_dict(cls, d: dict, source: str = "spec") -> FixedSpec:
         """A spec from its JSON document, checked field by field (`validation.check_spec_dict`)."""
         input_format, formats = validation.check_spec_dict(d, source, FORMAT_VERSION)
         layers = {name: LayerFormats(**f) for name, f in formats.items()}
@@ -84,18 +82,24 @@ class FixedSpec:
             if not isinstance(self.layers.get(layer.name), LayerFormats):
                 raise SpecError(f"{source}: layers.{layer.name} is missing")
             for tensor in TENSORS:
-                validation.check_format(getattr(self.layers[layer.name], tensor).to_dict(), f"{source}: layers.{layer.name}.{tensor}")
+                validation.check_format(
+                    getattr(self.layers[layer.name], tensor).to_dict(), f"{source}: layers.{layer.name}.{tensor}"
+                )
         if self.input.frac_bits != network.PIXEL_FRAC_BITS or self.input.width != 8 or self.input.signed:
             raise SpecError(f"{source}: input must be the pixel byte, ap_ufixed<8, {8 - network.PIXEL_FRAC_BITS}>")
         for layer in network.LAYERS:
             f = self.layers[layer.name]
             expected = self.in_format(layer.name).frac_bits + f.kernel.frac_bits
             if f.accum.frac_bits != expected:
-                raise SpecError(f"{source}: {layer.name} accum has {f.accum.frac_bits} fraction bits, products have {expected}")
+                raise SpecError(
+                    f"{source}: {layer.name} accum has {f.accum.frac_bits} fraction bits, products have {expected}"
+                )
             for tensor in ("kernel", "bias", "output"):
                 fmt = getattr(f, tensor)
                 if not fmt.signed or fmt.width > 16:  # the fabric, its weight stream and the GPU keep int16 words
-                    raise SpecError(f"{source}: {layer.name} {tensor} must be signed and at most 16 bits, not {fmt.ctype()}")
+                    raise SpecError(
+                        f"{source}: {layer.name} {tensor} must be signed and at most 16 bits, not {fmt.ctype()}"
+                    )
             if f.bias_shift < 0:
                 raise SpecError(f"{source}: {layer.name} bias has more fraction bits than the accumulator")
 

@@ -16,17 +16,32 @@ from .gpu_timing import DEFAULT_BATCHES, WHERES, run, table
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lenet5_pynq.gpu_bench", description="The CUDA library and its PyTorch peers, measured on one card.")
+    ap = argparse.ArgumentParser(
+        prog="python -m lenet5_pynq.gpu_bench",
+        description="The CUDA library and its PyTorch peers, measured on one card.",
+    )
     from . import backends, cli_types
 
     gpu_names = [n for n in backends.names() if n.startswith(("gpu", "torch"))]
-    ap.add_argument("--backends", default="gpu,gpu-float,torch,torch-fp16,torch-compile",
-                    type=cli_types.backend_list(gpu_names), help="comma-separated, of " + ", ".join(gpu_names))
-    ap.add_argument("--batches", default=DEFAULT_BATCHES, type=cli_types.positive_int_list(what="batch sizes"),
-                    help="comma-separated (default: " + ",".join(str(b) for b in DEFAULT_BATCHES) + ")")
+    ap.add_argument(
+        "--backends",
+        default="gpu,gpu-float,torch,torch-fp16,torch-compile",
+        type=cli_types.backend_list(gpu_names),
+        help="comma-separated, of " + ", ".join(gpu_names),
+    )
+    ap.add_argument(
+        "--batches",
+        default=DEFAULT_BATCHES,
+        type=cli_types.positive_int_list(what="batch sizes"),
+        help="comma-separated (default: " + ",".join(str(b) for b in DEFAULT_BATCHES) + ")",
+    )
     ap.add_argument("--repeats", type=cli_types.positive_int, default=7)
-    ap.add_argument("--where", default=WHERES, type=cli_types.choice_list(WHERES, "place"),
-                    help="comma-separated, of " + ", ".join(WHERES))
+    ap.add_argument(
+        "--where",
+        default=WHERES,
+        type=cli_types.choice_list(WHERES, "place"),
+        help="comma-separated, of " + ", ".join(WHERES),
+    )
     ap.add_argument("--json", help="write the rows (and the environment) to this file")
     args = ap.parse_args(argv)
     if args.json:

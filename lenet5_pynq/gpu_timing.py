@@ -47,7 +47,7 @@ def image_pool() -> np.ndarray:
         try:
             images, _ = mnist.load(directory, "test")
             return np.ascontiguousarray(images, dtype=np.uint8)
-        except Exception as e:  # noqa: BLE001 - fall back to random images, and say so
+        except Exception as e:
             _log(f"gpu_bench: cannot read MNIST from {directory} ({e}); using random images")
     else:
         _log("gpu_bench: no MNIST directory ($LENET5_MNIST); using random images")
@@ -150,7 +150,9 @@ def _bench_torch(backend, name: str, batches, repeats: int, pool: np.ndarray, wh
             calls = _calls_for(est)
             timed(max(1, calls // 4))
             times = [timed(calls) for _ in range(repeats)]
-            rows.append(_row(name, batch, "device", statistics.median(times), backend.device_name, calls=calls, sets=sets))
+            rows.append(
+                _row(name, batch, "device", statistics.median(times), backend.device_name, calls=calls, sets=sets)
+            )
             _log(f"  {name:14s} device batch {batch:>9,d}: {rows[-1]['images_per_second'] / 1e6:9.3f} M images/s")
             del x, views, timed  # timed holds the views too
         if "host" in wheres:
@@ -162,8 +164,15 @@ def _bench_torch(backend, name: str, batches, repeats: int, pool: np.ndarray, wh
     return rows
 
 
-def run(names: list[str], batches: list[int] = DEFAULT_BATCHES, repeats: int = 7, wheres=WHERES, pool=None,
-        on_backend_done=None, backend_kwargs: dict | None = None) -> list[dict]:
+def run(
+    names: list[str],
+    batches: list[int] = DEFAULT_BATCHES,
+    repeats: int = 7,
+    wheres=WHERES,
+    pool=None,
+    on_backend_done=None,
+    backend_kwargs: dict | None = None,
+) -> list[dict]:
     """Rows (dicts: backend, batch, where, seconds_per_call, images_per_second, us_per_image,
     device) for each available backend; unavailable ones are skipped with a note on stderr.
     `on_backend_done(rows)` is called with the rows so far after each backend; `backend_kwargs`

@@ -24,6 +24,7 @@ LIBRARY = "hls"
 VERSION = "1.0"
 VLNV = f"{VENDOR}:{LIBRARY}:{TOP}:{VERSION}"
 
+
 @dataclass(frozen=True)
 class Part:
     """A target device and the resources the budget checks (the vendor's product tables:
@@ -131,7 +132,9 @@ def check() -> None:
         else:
             v = in_vec(s.layer.name)
             if v % p.simd or s.fan_in % v:
-                raise ValueError(f"{s.layer.name}: simd {p.simd} must divide the input vector of {v}, which divides {s.fan_in}")
+                raise ValueError(
+                    f"{s.layer.name}: simd {p.simd} must divide the input vector of {v}, which divides {s.fan_in}"
+                )
     first = network.layer_shapes()[0]
     if INPUT_PIXELS_PER_ELEMENT != 1:
         raise ValueError("INPUT_PIXELS_PER_ELEMENT must be 1: the line buffer takes one pixel a cycle")

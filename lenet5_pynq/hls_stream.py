@@ -87,7 +87,9 @@ def unpack_results(beats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Classes int64[n] and raw logits int16[n, 10] from the output beats."""
     beats = np.ascontiguousarray(beats, dtype="<u8")
     if beats.size % OUT_BEATS_PER_IMAGE:
-        raise StreamFormatError(f"{beats.size} output beats is not a whole number of {OUT_BEATS_PER_IMAGE}-beat results")
+        raise StreamFormatError(
+            f"{beats.size} output beats is not a whole number of {OUT_BEATS_PER_IMAGE}-beat results"
+        )
     rec = beats.view(RESULT_DTYPE)
     return rec["cls"].astype(np.int64), rec["logits"].astype(np.int16)
 
@@ -141,5 +143,7 @@ def parse_ack(beat) -> np.void:
     """The fields of the ack beat; raises if it is not an ack."""
     rec = np.asarray([beat], dtype="<u8").view(WEIGHT_ACK_DTYPE)[0]
     if rec["magic"] != WEIGHT_MAGIC:
-        raise StreamFormatError(f"ack beat 0x{int(beat):016x} has magic 0x{int(rec['magic']):04x}, expected 0x{WEIGHT_MAGIC:04x}")
+        raise StreamFormatError(
+            f"ack beat 0x{int(beat):016x} has magic 0x{int(rec['magic']):04x}, expected 0x{WEIGHT_MAGIC:04x}"
+        )
     return rec

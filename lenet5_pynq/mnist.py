@@ -65,7 +65,7 @@ def _read_idx(path: Path, magic: int, dims: int, item_shape: tuple | None = None
             found = int.from_bytes(head[:4], "big")
             if found != magic:
                 raise MnistFormatError(f"{path}: magic number 0x{found:08x}, expected 0x{magic:08x}")
-            shape = tuple(int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+            shape = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
             if item_shape is not None and shape[1:] != tuple(item_shape):
                 raise MnistFormatError(f"{path}: items are {shape[1:]}, expected {tuple(item_shape)}")
             if shape[0] == 0:
@@ -77,13 +77,14 @@ def _read_idx(path: Path, magic: int, dims: int, item_shape: tuple | None = None
             if not gz and size != expected:
                 raise MnistFormatError(f"{path}: {size} bytes, header {shape} needs {expected}")
             if gz and payload > DEFLATE_MAX_RATIO * size:
-                raise MnistFormatError(f"{path}: header {shape} needs {expected} bytes, more than a "
-                                       f"{size}-byte gzip file can hold")
+                raise MnistFormatError(
+                    f"{path}: header {shape} needs {expected} bytes, more than a {size}-byte gzip file can hold"
+                )
             data = np.empty(payload, np.uint8)
             view = memoryview(data)
             got = 0
             while got < payload:
-                n = f.readinto(view[got: got + _READ_CHUNK])
+                n = f.readinto(view[got : got + _READ_CHUNK])
                 if not n:
                     break
                 got += n
@@ -105,8 +106,9 @@ def load(directory: str | os.PathLike | None = None, split: str = "test") -> tup
     if directory is None:
         directory = default_dir()
         if directory is None:
-            raise MnistFormatError(f"no MNIST directory given, ${ENV_VAR} is not set and there is no "
-                                   f"{DEFAULT_DIR} in {Path.cwd()}")
+            raise MnistFormatError(
+                f"no MNIST directory given, ${ENV_VAR} is not set and there is no {DEFAULT_DIR} in {Path.cwd()}"
+            )
     directory = Path(directory)
     if not directory.is_dir():
         raise MnistFormatError(f"{directory}: not a directory")

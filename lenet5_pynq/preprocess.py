@@ -447,21 +447,21 @@ def _otsu(values: np.ndarray, bins: int = 256) -> float:
 def _paper_lines(found: np.ndarray, loose: np.ndarray, ink: np.ndarray) -> np.ndarray:
     """The pixels of `found` on the paper's printed lines (ruled or squared), bool like it.
 
-    A printed line is straight, thin and crosses the whole picture; a stroke of a digit that is
-    at most LINE_COVER of the picture across cannot be all three.  Lines are looked for in
-    `loose`, ink by a lower threshold (faint lines come out whole in it), on a copy reduced to
-    about LINE_SIDE pixels a side (a block is ink if any of its pixels is), one orientation at
-    a time: for every tilt within MAX_TILT of it, in steps that move a line by at most half a
-    pixel across the picture, each 1-pixel band is a line where ink covers LINE_COVER of the
-    band's length inside the picture (`_line_bands`).  Within the bands, at full resolution, a
-    pixel is the line's where it is no darker than the lines (`ink` at most LINE_STRENGTH times
-XX and at most LINE_MAX_THICKNESS of the picture: where a stroke
-    crosses a line, the ink across runs on beyond it, and the crossing stays with the stroke.
+        A printed line is straight, thin and crosses the whole picture; a stroke of a digit that is
+        at most LINE_COVER of the picture across cannot be all three.  Lines are looked for in
+        `loose`, ink by a lower threshold (faint lines come out whole in it), on a copy reduced to
+        about LINE_SIDE pixels a side (a block is ink if any of its pixels is), one orientation at
+        a time: for every tilt within MAX_TILT of it, in steps that move a line by at most half a
+        pixel across the picture, each 1-pixel band is a line where ink covers LINE_COVER of the
+        band's length inside the picture (`_line_bands`).  Within the bands, at full resolution, a
+        pixel is the line's where it is no darker than the lines (`ink` at most LINE_STRENGTH times
+    XX and at most LINE_MAX_THICKNESS of the picture: where a stroke
+        crosses a line, the ink across runs on beyond it, and the crossing stays with the stroke.
 
-    The lines of one orientation are taken away before the other's are looked for: dense lines
-    of one kind fill the reduced copy and would pass for lines of the other kind, and where two
-    lines cross, the crossing is thick across both until one is gone.  An orientation whose
-    bands are too thick to be printed lines is tried again after the other.
+        The lines of one orientation are taken away before the other's are looked for: dense lines
+        of one kind fill the reduced copy and would pass for lines of the other kind, and where two
+        lines cross, the crossing is thick across both until one is gone.  An orientation whose
+        bands are too thick to be printed lines is tried again after the other.
     """
     lines = np.zeros_like(found)
     remaining, loose = found.copy(), loose.copy()

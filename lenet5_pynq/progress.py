@@ -78,8 +78,15 @@ class _NoBar:
         self.close()
 
 
-def bar(iterable=None, total=None, desc: str | None = None, unit: str = "image", quiet: bool = False,
-        leave: bool = True, **kwargs):
+def bar(
+    iterable=None,
+    total=None,
+    desc: str | None = None,
+    unit: str = "image",
+    quiet: bool = False,
+    leave: bool = True,
+    **kwargs,
+):
     """A tqdm bar on stderr, disabled unless `enabled(quiet)`.  Use it as tqdm: iterate over it,
     or `with bar(total=n) as b: ... b.update(k)`."""
     file = _stream()
@@ -87,5 +94,14 @@ def bar(iterable=None, total=None, desc: str | None = None, unit: str = "image",
         from tqdm import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency
         return _NoBar(iterable)
-    return tqdm(iterable, total=total, desc=desc, unit=unit, file=file, disable=not enabled(quiet, file),
-                leave=leave, dynamic_ncols=True, **kwargs)
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        file=file,
+        disable=not enabled(quiet, file),
+        leave=leave,
+        dynamic_ncols=True,
+        **kwargs,
+    )

@@ -45,8 +45,9 @@ def measure_activations(params: dict[str, np.ndarray], images: np.ndarray) -> di
     return peaks
 
 
-def worst_case_sum(kernel: np.ndarray, bias: np.ndarray, kernel_format: FixedFormat, bias_format: FixedFormat,
-                   in_format: FixedFormat) -> int:
+def worst_case_sum(
+    kernel: np.ndarray, bias: np.ndarray, kernel_format: FixedFormat, bias_format: FixedFormat, in_format: FixedFormat
+) -> int:
     """The largest raw magnitude a layer's accumulator can reach (in the products' fraction
     bits), over output channels: every input at its largest magnitude with the sign that adds
     to |kernel|, plus the bias."""
@@ -79,8 +80,9 @@ def choose_spec(params: dict[str, np.ndarray], images: np.ndarray, weights_sha25
     return spec
 
 
-def fabric_formats_spec(params: dict[str, np.ndarray], images: np.ndarray, weights_sha256: str = "",
-                fabric: FixedSpec | None = None) -> tuple[FixedSpec, list[str]]:
+def fabric_formats_spec(
+    params: dict[str, np.ndarray], images: np.ndarray, weights_sha256: str = "", fabric: FixedSpec | None = None
+) -> tuple[FixedSpec, list[str]]:
     """The spec of `params` in the formats built into the accelerator (`fabric`, default the
     shipped spec's), and a note per layer whose measured activations those formats saturate.
     ValueError when kernels or biases lie beyond their formats, or a worst-case sum beyond its
@@ -91,13 +93,18 @@ def fabric_formats_spec(params: dict[str, np.ndarray], images: np.ndarray, weigh
     peaks = measure_activations(params, images)
     for layer in network.LAYERS:
         f = fabric.layers[layer.name]
-        bound = worst_case_sum(params[f"{layer.name}/kernel"], params[f"{layer.name}/bias"], f.kernel, f.bias,
-                               fabric.in_format(layer.name))
+        bound = worst_case_sum(
+            params[f"{layer.name}/kernel"], params[f"{layer.name}/bias"], f.kernel, f.bias, fabric.in_format(layer.name)
+        )
         if bound > f.accum.max_raw:
-            problems.append(f"{layer.name}'s sums can reach {bound * 2.0**-f.accum.frac_bits:.4g}, beyond {f.accum.ctype()}")
+            problems.append(
+                f"{layer.name}'s sums can reach {bound * 2.0**-f.accum.frac_bits:.4g}, beyond {f.accum.ctype()}"
+            )
         if peaks[layer.name] > f.output.max_raw * f.output.scale:
-            notes.append(f"{layer.name} outputs reach {peaks[layer.name]:.4g} on the calibration images; "
-                         f"{f.output.ctype()} saturates them")
+            notes.append(
+                f"{layer.name} outputs reach {peaks[layer.name]:.4g} on the calibration images; "
+                f"{f.output.ctype()} saturates them"
+            )
     if problems:
         raise ValueError("; ".join(problems))
     meta = {"calibration_images": len(images), "activation_peaks": peaks, "formats": "fabric (the shipped spec's)"}
@@ -110,11 +117,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lenet5_pynq.quantize", description=__doc__.split("\n")[0])
     parser.add_argument("--weights", default=str(weights.SHIPPED), help="float weights .npz (default: shipped)")
     parser.add_argument("--mnist", help="MNIST directory (default: $LENET5_MNIST or ../shared/mnist)")
-    parser.add_argument("--calibration", type=cli_types.positive_int, default=CALIBRATION_IMAGES,
-                        help="training images measured")
+    parser.add_argument(
+        "--calibration", type=cli_types.positive_int, default=CALIBRATION_IMAGES, help="training images measured"
+    )
     parser.add_argument("--out", help="spec file, or a directory for fixed_spec.json (default: beside the weights)")
-    parser.add_argument("--fabric-formats", action="store_true",
-                        help="keep the formats built into the accelerator (csim, sim, the board) instead of choosing them")
+    parser.add_argument(
+        "--fabric-formats",
+        action="store_true",
+        help="keep the formats built into the accelerator (csim, sim, the board) instead of choosing them",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out) if args.out else Path(args.weights).with_name("fixed_spec.json")
     if out.is_dir():
@@ -140,8 +151,12 @@ def main(argv=None) -> int:
         else:
             spec = choose_spec(params, images[: args.calibration], fixedspec.file_sha256(args.weights))
     except ValueError as e:  # SpecError, or a FixedFormat too wide: activations beyond any format
-        what = ("does not fit the accelerator's formats (quantize without --fabric-formats, and build an "
-                "accelerator for that spec)" if args.fabric_formats else "no fixed-point formats hold this network")
+        what = (
+            "does not fit the accelerator's formats (quantize without --fabric-formats, and build an "
+            "accelerator for that spec)"
+            if args.fabric_formats
+            else "no fixed-point formats hold this network"
+        )
         print(f"error: {args.weights}: {what}: {e}", file=sys.stderr)
         return 2
     try:

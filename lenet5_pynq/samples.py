@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 
 from . import mnist, preprocess
-from .sample_digits import DIGITS, SAMPLES_DIR
 from .backends import load_backend
+from .sample_digits import DIGITS, SAMPLES_DIR
 
 UPSCALE = 4  # 28 -> 112 pixels
 CANVAS = 144  # paper around the upscaled digit, so that it can sit off-centre

@@ -13,6 +13,7 @@ Thread safety: `check_elf` is; `open_library` must be serialised by the caller a
 
 from __future__ import annotations
 
+import contextlib
 import re
 import struct
 from pathlib import Path
@@ -66,14 +67,14 @@ def check_elf(path) -> str | None:
             if cls == 2:
                 if len(head) < 64:
                     return f"truncated ELF header ({size} bytes)"
-                e_type, = struct.unpack_from(end + "H", head, 16)
+                (e_type,) = struct.unpack_from(end + "H", head, 16)
                 phoff, shoff = struct.unpack_from(end + "QQ", head, 32)
                 phentsize, phnum, shentsize, shnum = struct.unpack_from(end + "HHHH", head, 54)
                 ph_fmt, ph_off_at, ph_size_at = end + "Q", 8, 32
             else:
                 if len(head) < 52:
                     return f"truncated ELF header ({size} bytes)"
-                e_type, = struct.unpack_from(end + "H", head, 16)
+                (e_type,) = struct.unpack_from(end + "H", head, 16)
                 phoff, shoff = struct.unpack_from(end + "II", head, 28)
                 phentsize, phnum, shentsize, shnum = struct.unpack_from(end + "HHHH", head, 42)
                 ph_fmt, ph_off_at, ph_size_at = end + "I", 4, 16
@@ -85,9 +86,9 @@ def check_elf(path) -> str | None:
             f.seek(phoff)
             table = f.read(phentsize * phnum)
             for k in range(phnum):
-                entry = table[k * phentsize: (k + 1) * phentsize]
-                offset, = struct.unpack_from(ph_fmt, entry, ph_off_at)
-                filesz, = struct.unpack_from(ph_fmt, entry, ph_size_at)
+                entry = table[k * phentsize : (k + 1) * phentsize]
+                (offset,) = struct.unpack_from(ph_fmt, entry, ph_off_at)
+                (filesz,) = struct.unpack_from(ph_fmt, entry, ph_size_at)
                 if offset + filesz > size:
                     return f"truncated: {size} bytes, segment {k} ends at {offset + filesz}"
     except FileNotFoundError:
@@ -140,10 +141,8 @@ def open_library(path, ffi, symbols, rebuild=None, what: str = "library"):
                     return lib
                 # Unload it (nothing of it ran), or dlopen would hand back this handle for the
                 # same path after the rebuild.
-                try:
+                with contextlib.suppress(Exception):
                     ffi.dlclose(lib)
-                except Exception:  # noqa: BLE001 - best effort; the rebuild's check reports
-                    pass
                 problem = f"lacks the symbol{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
         problems.append(problem)
     again = " (also after a rebuild)" if len(problems) > 1 else ""

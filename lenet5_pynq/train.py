@@ -40,8 +40,8 @@ def train(
     verbose: int = 1,
 ):
     """Train from scratch; returns (weights dict, metadata dict)."""
-    import tensorflow as tf
     import keras
+    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
@@ -95,8 +95,11 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=cli_types.positive_int, default=30)
     parser.add_argument("--seed", type=cli_types.int_at_least(0), default=1)
     parser.add_argument("--batch-size", type=cli_types.positive_int, default=128)
-    parser.add_argument("--limit", type=cli_types.positive_int,
-                        help="train on the first N training images only (leave it out for every image)")
+    parser.add_argument(
+        "--limit",
+        type=cli_types.positive_int,
+        help="train on the first N training images only (leave it out for every image)",
+    )
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--out", default="weights.npz", help="output .npz (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no Keras progress output (verbose=0)")
@@ -113,8 +116,15 @@ def main(argv=None) -> int:
         print("error: training needs tensorflow: pip install -e '.[train]'", file=sys.stderr)
         return 2
     try:
-        params, meta = train(args.mnist, args.epochs, args.seed, args.batch_size, args.limit, not args.no_augment,
-                             verbose=keras_verbosity(args.quiet))
+        params, meta = train(
+            args.mnist,
+            args.epochs,
+            args.seed,
+            args.batch_size,
+            args.limit,
+            not args.no_augment,
+            verbose=keras_verbosity(args.quiet),
+        )
     except mnist.MnistFormatError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

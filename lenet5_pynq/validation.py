@@ -47,7 +47,13 @@ def _integer(value) -> bool:
 
 
 def _kind(value) -> str:
-    return "null" if value is None else f"{value!r}" if isinstance(value, (int, float, str, bool)) else f"a {type(value).__name__}"
+    return (
+        "null"
+        if value is None
+        else f"{value!r}"
+        if isinstance(value, (int, float, str, bool))
+        else f"a {type(value).__name__}"
+    )
 
 
 def check_format(d, where: str) -> FixedFormat:
@@ -66,8 +72,9 @@ def check_format(d, where: str) -> FixedFormat:
     if not 1 <= width <= MAX_WIDTH:
         raise SpecError(f"{where}.width {width} is outside 1..{MAX_WIDTH}")
     if not -MAX_WIDTH <= width - int_bits <= MAX_WIDTH:  # ap_fixed allows I > W and I < 0
-        raise SpecError(f"{where}.int_bits {int_bits} gives {width - int_bits} fraction bits, "
-                        f"outside -{MAX_WIDTH}..{MAX_WIDTH}")
+        raise SpecError(
+            f"{where}.int_bits {int_bits} gives {width - int_bits} fraction bits, outside -{MAX_WIDTH}..{MAX_WIDTH}"
+        )
     signed = d.get("signed", True)
     if not isinstance(signed, bool):
         raise SpecError(f"{where}.signed must be true or false, not {_kind(signed)}")
@@ -99,7 +106,11 @@ def check_spec_dict(d, source: str, version: int) -> tuple[FixedFormat, dict[str
         entry = layers.get(layer.name)
         where = f"{source}: layers.{layer.name}"
         if not isinstance(entry, Mapping):
-            raise SpecError(f"{where} is missing (malformed fixed-point spec)" if entry is None else f"{where} must be an object, not {_kind(entry)}")
+            raise SpecError(
+                f"{where} is missing (malformed fixed-point spec)"
+                if entry is None
+                else f"{where} must be an object, not {_kind(entry)}"
+            )
         for tensor in TENSORS:
             if tensor not in entry:
                 raise SpecError(f"{where}.{tensor} is missing (malformed fixed-point spec)")
@@ -115,8 +126,9 @@ def check_params(params, source: str = "weights") -> dict[str, np.ndarray]:
     """The float32 arrays of a weight set, checked: every tensor present, real numbers, the
     network's shapes, finite and below MAX_ABS_WEIGHT in magnitude."""
     if not isinstance(params, Mapping):
-        raise WeightsError(f"{source}: weights must be a mapping of 'layer/kernel', 'layer/bias' arrays, "
-                           f"not {type(params).__name__}")
+        raise WeightsError(
+            f"{source}: weights must be a mapping of 'layer/kernel', 'layer/bias' arrays, not {type(params).__name__}"
+        )
     out = {}
     for shape in network.layer_shapes():
         for part, expected in (("kernel", shape.weight_shape), ("bias", shape.bias_shape)):
@@ -126,11 +138,12 @@ def check_params(params, source: str = "weights") -> dict[str, np.ndarray]:
             value = params[key]
             try:
                 array = np.asarray(value)
-            except Exception:  # noqa: BLE001 - anything that is not an array is named below
+            except Exception:
                 array = np.asarray(None, dtype=object)
             if array.dtype.kind not in "biuf":
-                raise WeightsError(f"{source}: {key} must hold real numbers, not {array.dtype} "
-                                   f"({type(value).__name__})")
+                raise WeightsError(
+                    f"{source}: {key} must hold real numbers, not {array.dtype} ({type(value).__name__})"
+                )
             if tuple(array.shape) != expected:
                 raise WeightsError(f"{source}: {key} has shape {tuple(array.shape)}, expected {expected}")
             array = array.astype(np.float64)
@@ -138,8 +151,10 @@ def check_params(params, source: str = "weights") -> dict[str, np.ndarray]:
                 raise WeightsError(f"{source}: {key} holds NaN or infinity")
             big = np.abs(array) >= MAX_ABS_WEIGHT
             if big.any():
-                raise WeightsError(f"{source}: {key} holds {int(big.sum())} values beyond +-{MAX_ABS_WEIGHT:g} "
-                                   f"(largest {np.abs(array).max():.3g}); no 16-bit format holds them")
+                raise WeightsError(
+                    f"{source}: {key} holds {int(big.sum())} values beyond +-{MAX_ABS_WEIGHT:g} "
+                    f"(largest {np.abs(array).max():.3g}); no 16-bit format holds them"
+                )
             out[key] = array.astype(np.float32)
     return out
 

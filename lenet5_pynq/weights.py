@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import network, validation
-from .validation import WeightsError  # noqa: F401 - the weights' error, raised by the validation layer
+from .validation import WeightsError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SHIPPED = DATA_DIR / "weights.npz"

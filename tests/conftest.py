@@ -26,8 +26,10 @@ def tiny_mnist(tmp_path):
     they run where the real MNIST is not."""
     images = np.random.default_rng(0).integers(0, 256, (10, 28, 28), dtype=np.uint8)
     labels = np.arange(10, dtype=np.uint8)
-    for name, magic, array in (("t10k-images-idx3-ubyte", mnist.IMAGES_MAGIC, images),
-                               ("t10k-labels-idx1-ubyte", mnist.LABELS_MAGIC, labels)):
+    for name, magic, array in (
+        ("t10k-images-idx3-ubyte", mnist.IMAGES_MAGIC, images),
+        ("t10k-labels-idx1-ubyte", mnist.LABELS_MAGIC, labels),
+    ):
         header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
         (tmp_path / name).write_bytes(header + array.tobytes())
     return tmp_path

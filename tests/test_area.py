@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from lenet5_pynq import area, fixedspec, hls_config, network
+from lenet5_pynq import area, fixedspec, hls_config
 from lenet5_pynq.fixedpoint import cast
 
 REL_TOL = 0.10  # LUT/FF between yosys versions; the same version must reproduce the cache exactly
@@ -43,7 +43,12 @@ def test_cache_holds_every_current_config():
     entries = area.load_cache(area.CACHE)
     families = sorted({p.family for p in hls_config.PARTS.values()})
     assert "xc7" in families
-    missing = [f"{j.stage}/{fam}" for fam in families for j in [area.job(n, fam) for n in area.stage_names()] if j.key not in entries]
+    missing = [
+        f"{j.stage}/{fam}"
+        for fam in families
+        for j in [area.job(n, fam) for n in area.stage_names()]
+        if j.key not in entries
+    ]
     assert not missing, (
         f"lenet5_pynq/data/area_cache.json has no synthesis result for {', '.join(missing)}: "
         f"run `{area.UPDATE_COMMAND}` (needs yosys: pip install -e '.[area]') and commit the cache"
@@ -105,7 +110,10 @@ def test_resynthesis_reproduces_the_cache(yosys):
             assert fresh["counts"][k] == cached["counts"][k], (k, fresh["yosys"])
         else:
             assert abs(fresh["counts"][k] - cached["counts"][k]) <= REL_TOL * max(cached["counts"][k], 1), (
-                k, fresh["yosys"], cached["yosys"])
+                k,
+                fresh["yosys"],
+                cached["yosys"],
+            )
 
 
 @pytest.mark.slow
@@ -172,6 +180,7 @@ def _random_case(cfg: area.StageConfig, rng) -> dict:
         return [int(v) for v in rng.integers(fmt.min_raw, fmt.max_raw + 1, size=n)]
 
     aw = cfg.accum.width
+
     # running values anywhere in the accumulator (the cast then saturates now and then), or near zero
     def held():
         return [int(v) >> int(rng.integers(0, aw)) for v in rng.integers(-(1 << (aw - 1)), 1 << (aw - 1), size=cfg.pe)]
@@ -183,8 +192,14 @@ def _random_case(cfg: area.StageConfig, rng) -> dict:
         "first": int(rng.integers(0, 2)),
     }
     if cfg.kind == "conv":
-        c.update(acc=held(), col_max=draw(cfg.output, cfg.pe), above=draw(cfg.output, cfg.pe),
-                 first_col=int(rng.integers(0, 2)), last_col=int(rng.integers(0, 2)), first_row=int(rng.integers(0, 2)))
+        c.update(
+            acc=held(),
+            col_max=draw(cfg.output, cfg.pe),
+            above=draw(cfg.output, cfg.pe),
+            first_col=int(rng.integers(0, 2)),
+            last_col=int(rng.integers(0, 2)),
+            first_row=int(rng.integers(0, 2)),
+        )
     else:
         c.update(head=held(), emit=int(rng.integers(0, 2)))
     return c
@@ -192,7 +207,12 @@ def _random_case(cfg: area.StageConfig, rng) -> dict:
 
 def _sets(cfg: area.StageConfig, c: dict) -> str:
     i, k, b, a, o = cfg.input, cfg.kernel, cfg.bias, cfg.accum, cfg.output
-    s = {"x": _bits(c["x"], i.width), "w": _bits([v for lane in c["w"] for v in lane], k.width), "b": _bits(c["b"], b.width), "first": f"1'b{c['first']}"}
+    s = {
+        "x": _bits(c["x"], i.width),
+        "w": _bits([v for lane in c["w"] for v in lane], k.width),
+        "b": _bits(c["b"], b.width),
+        "first": f"1'b{c['first']}",
+    }
     if cfg.kind == "conv":
         s.update(acc=_bits(c["acc"], a.width), col_max=_bits(c["col_max"], o.width), above=_bits(c["above"], o.width))
         s.update({f: f"1'b{c[f]}" for f in ("first_col", "last_col", "first_row")})

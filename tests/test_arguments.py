@@ -13,40 +13,47 @@ from lenet5_pynq.gpu import __main__ as gpu_command
 NOT_A_DIR = "/nonexistent/mnist"  # commands must fail on the argument before they read MNIST
 
 
-@pytest.mark.parametrize("module, argv, message", [
-    ("evaluate", ["--limit", "0"], "argument --limit: must be at least 1, not 0"),
-    ("evaluate", ["--limit", "-3"], "argument --limit: must be at least 1, not -3"),
-    ("evaluate", ["--limit", "ten"], "argument --limit: not an integer: 'ten'"),
-    ("evaluate", ["--limit", "1.5"], "argument --limit: not an integer: '1.5'"),
-    ("evaluate", ["--backend", "tpu"], "argument --backend: unknown backend 'tpu'; choose from auto, cpu"),
-    ("evaluate", ["--backend", ""], "argument --backend: unknown backend ''"),
-    ("bench", ["--batches", "0,10"], "argument --batches: batch sizes must be positive"),
-    ("bench", ["--batches", "1,x"], "argument --batches: not a comma-separated list of integers"),
-    ("bench", ["--batches", ","], "argument --batches: empty list"),
-    ("bench", ["--batches", "2000000"], "argument --batches: batch sizes: 2,000,000 is more than 1,000,000"),
-    ("bench", ["--backends", "cpu,nope"], "argument --backends: unknown backend 'nope'"),
-    ("bench", ["--backends", ","], "argument --backends: no backend given"),
-    ("bench", ["--peer", "tpu"], "argument --peer: unknown backend 'tpu'"),
-    ("bench", ["--min-seconds", "-1"], "argument --min-seconds: must be a finite number of at least 0, not -1"),
-    ("bench", ["--min-seconds", "nan"], "argument --min-seconds: must be a finite number of at least 0, not nan"),
-    ("bench", ["--min-seconds", "inf"], "argument --min-seconds: must be a finite number of at least 0"),
-    ("bench", ["--min-seconds", "soon"], "argument --min-seconds: not a number: 'soon'"),
-    ("train", ["--mnist", NOT_A_DIR, "--epochs", "0"], "argument --epochs: must be at least 1, not 0"),
-    ("train", ["--mnist", NOT_A_DIR, "--batch-size", "-1"], "argument --batch-size: must be at least 1, not -1"),
-    ("train", ["--mnist", NOT_A_DIR, "--limit", "0"], "argument --limit: must be at least 1, not 0"),
-    ("train", ["--mnist", NOT_A_DIR, "--seed", "-1"], "argument --seed: must be at least 0, not -1"),
-    ("train", ["--mnist", NOT_A_DIR, "--epochs", "3.0"], "argument --epochs: not an integer: '3.0'"),
-    ("quantize", ["--mnist", NOT_A_DIR, "--calibration", "0"], "argument --calibration: must be at least 1, not 0"),
-    ("quantize", ["--mnist", NOT_A_DIR, "--calibration", "all"], "argument --calibration: not an integer"),
-    ("export", ["golden", "--out", "/tmp/never-written", "--count", "0"], "argument --count: must be at least 1, not 0"),
-    ("export", ["golden", "--out", "/tmp/never-written", "--count", "x"], "argument --count: not an integer"),
-    ("gpu.__main__", ["build", "--arch", "sm90"], "argument --arch: not an sm_XY architecture: 'sm90'"),
-    ("gpu.__main__", ["build", "--arch", "sm_9"], "argument --arch: not an sm_XY architecture"),
-    ("gpu_bench", ["--backends", "cpu"], "argument --backends: unknown backend 'cpu'; choose from gpu, gpu-float"),
-    ("gpu_bench", ["--batches", "0"], "argument --batches: batch sizes must be positive"),
-    ("gpu_bench", ["--repeats", "0"], "argument --repeats: must be at least 1, not 0"),
-    ("gpu_bench", ["--where", "moon"], "argument --where: unknown place 'moon'; choose from device, host"),
-])
+@pytest.mark.parametrize(
+    "module, argv, message",
+    [
+        ("evaluate", ["--limit", "0"], "argument --limit: must be at least 1, not 0"),
+        ("evaluate", ["--limit", "-3"], "argument --limit: must be at least 1, not -3"),
+        ("evaluate", ["--limit", "ten"], "argument --limit: not an integer: 'ten'"),
+        ("evaluate", ["--limit", "1.5"], "argument --limit: not an integer: '1.5'"),
+        ("evaluate", ["--backend", "tpu"], "argument --backend: unknown backend 'tpu'; choose from auto, cpu"),
+        ("evaluate", ["--backend", ""], "argument --backend: unknown backend ''"),
+        ("bench", ["--batches", "0,10"], "argument --batches: batch sizes must be positive"),
+        ("bench", ["--batches", "1,x"], "argument --batches: not a comma-separated list of integers"),
+        ("bench", ["--batches", ","], "argument --batches: empty list"),
+        ("bench", ["--batches", "2000000"], "argument --batches: batch sizes: 2,000,000 is more than 1,000,000"),
+        ("bench", ["--backends", "cpu,nope"], "argument --backends: unknown backend 'nope'"),
+        ("bench", ["--backends", ","], "argument --backends: no backend given"),
+        ("bench", ["--peer", "tpu"], "argument --peer: unknown backend 'tpu'"),
+        ("bench", ["--min-seconds", "-1"], "argument --min-seconds: must be a finite number of at least 0, not -1"),
+        ("bench", ["--min-seconds", "nan"], "argument --min-seconds: must be a finite number of at least 0, not nan"),
+        ("bench", ["--min-seconds", "inf"], "argument --min-seconds: must be a finite number of at least 0"),
+        ("bench", ["--min-seconds", "soon"], "argument --min-seconds: not a number: 'soon'"),
+        ("train", ["--mnist", NOT_A_DIR, "--epochs", "0"], "argument --epochs: must be at least 1, not 0"),
+        ("train", ["--mnist", NOT_A_DIR, "--batch-size", "-1"], "argument --batch-size: must be at least 1, not -1"),
+        ("train", ["--mnist", NOT_A_DIR, "--limit", "0"], "argument --limit: must be at least 1, not 0"),
+        ("train", ["--mnist", NOT_A_DIR, "--seed", "-1"], "argument --seed: must be at least 0, not -1"),
+        ("train", ["--mnist", NOT_A_DIR, "--epochs", "3.0"], "argument --epochs: not an integer: '3.0'"),
+        ("quantize", ["--mnist", NOT_A_DIR, "--calibration", "0"], "argument --calibration: must be at least 1, not 0"),
+        ("quantize", ["--mnist", NOT_A_DIR, "--calibration", "all"], "argument --calibration: not an integer"),
+        (
+            "export",
+            ["golden", "--out", "/tmp/never-written", "--count", "0"],
+            "argument --count: must be at least 1, not 0",
+        ),
+        ("export", ["golden", "--out", "/tmp/never-written", "--count", "x"], "argument --count: not an integer"),
+        ("gpu.__main__", ["build", "--arch", "sm90"], "argument --arch: not an sm_XY architecture: 'sm90'"),
+        ("gpu.__main__", ["build", "--arch", "sm_9"], "argument --arch: not an sm_XY architecture"),
+        ("gpu_bench", ["--backends", "cpu"], "argument --backends: unknown backend 'cpu'; choose from gpu, gpu-float"),
+        ("gpu_bench", ["--batches", "0"], "argument --batches: batch sizes must be positive"),
+        ("gpu_bench", ["--repeats", "0"], "argument --repeats: must be at least 1, not 0"),
+        ("gpu_bench", ["--where", "moon"], "argument --where: unknown place 'moon'; choose from device, host"),
+    ],
+)
 def test_bad_argument_is_a_usage_error(module, argv, message, capsys):
     main = importlib.import_module(f"lenet5_pynq.{module}").main
     with pytest.raises(SystemExit) as e:
@@ -54,7 +61,9 @@ def test_bad_argument_is_a_usage_error(module, argv, message, capsys):
     assert e.value.code == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
-    assert lines[-1].startswith(f"python -m lenet5_pynq.{module.removesuffix('.__main__')}") and ": error: " in lines[-1]
+    assert (
+        lines[-1].startswith(f"python -m lenet5_pynq.{module.removesuffix('.__main__')}") and ": error: " in lines[-1]
+    )
     assert message in lines[-1], lines[-1]
     assert all(line.startswith(("usage:", " ")) for line in lines[:-1])  # the usage, then one error line
     assert captured.out == ""
@@ -73,7 +82,9 @@ def test_unknown_backend_exits_2_from_the_shell():
     import subprocess
     import sys
 
-    run = subprocess.run([sys.executable, "-m", "lenet5_pynq.evaluate", "--backend", "tpu"], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "lenet5_pynq.evaluate", "--backend", "tpu"], capture_output=True, text=True
+    )
     assert run.returncode == 2 and "unknown backend 'tpu'" in run.stderr.strip().splitlines()[-1]
     assert "Traceback" not in run.stderr
 
@@ -128,6 +139,7 @@ def test_zero_images_give_an_empty_prediction(name):
 def test_evaluate_on_zero_images(tiny_mnist):
     from lenet5_pynq import evaluate
 
-    report = evaluate.evaluate(backends.load_backend("cpu-float"), np.zeros((0, 28, 28), np.uint8),
-                               np.zeros(0, np.uint8))
+    report = evaluate.evaluate(
+        backends.load_backend("cpu-float"), np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8)
+    )
     assert report["images"] == 0 and report["correct"] == 0 and report["same_class_as_golden"] == 0

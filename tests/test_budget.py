@@ -76,12 +76,23 @@ def test_budget_cli_json_has_every_part():
     proc = _run(sys.executable, "-m", "lenet5_pynq.budget", "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     d = json.loads(proc.stdout)
-    keys = {"part", "ii_cycles", "latency_cycles", "dsp", "dsp_available", "lut", "lut_available", "bram36", "bram36_available", "fits"}
+    keys = {
+        "part",
+        "ii_cycles",
+        "latency_cycles",
+        "dsp",
+        "dsp_available",
+        "lut",
+        "lut_available",
+        "bram36",
+        "bram36_available",
+        "fits",
+    }
     assert [p["part"] for p in d["parts"]] == [t.part for t in hls_config.PARTS.values()]
     for p in d["parts"]:
         assert keys <= set(p), p
         assert p["fits"] is True, p
-    assert [s["stage"] for s in d["stages"]][0] == "read_pixels" and len(d["stages"]) == 2 + 2 * 2 + 3
+    assert next(s["stage"] for s in d["stages"]) == "read_pixels" and len(d["stages"]) == 2 + 2 * 2 + 3
 
 
 def test_budget_cli_table_and_bad_arguments():
@@ -95,8 +106,15 @@ def test_budget_cli_table_and_bad_arguments():
 def test_the_readmes_show_the_current_budget():
     """hls_src/README.md carries the budget's table; the README its headline figures."""
     b = budget.compute()
-    assert budget.table(b) in (REPO / "hls_src" / "README.md").read_text(), "hls_src/README.md: paste python -m lenet5_pynq.budget"
+    assert budget.table(b) in (REPO / "hls_src" / "README.md").read_text(), (
+        "hls_src/README.md: paste python -m lenet5_pynq.budget"
+    )
     z2 = b.part("pynq-z2")
     readme = (REPO / "README.md").read_text()
-    for figure in (f"{z2.ii_cycles:,} cycles", f"{z2.latency_cycles:,} cycles", f"{z2.dsp} of {z2.dsp_available} DSP48E1", f"{z2.bram36} of {z2.bram36_available} BRAM36"):
+    for figure in (
+        f"{z2.ii_cycles:,} cycles",
+        f"{z2.latency_cycles:,} cycles",
+        f"{z2.dsp} of {z2.dsp_available} DSP48E1",
+        f"{z2.bram36} of {z2.bram36_available} BRAM36",
+    ):
         assert figure in readme, figure

@@ -49,7 +49,11 @@ def _leftovers(directory: Path) -> list[str]:
 def test_check_elf_names_what_is_wrong(tmp_path, cache):
     good = _built(cache)
     assert sharedlib.check_elf(good) is None
-    cases = {"empty": b"", "text": b"hello, not a library\n", "truncated": good.read_bytes()[: good.stat().st_size // 2]}
+    cases = {
+        "empty": b"",
+        "text": b"hello, not a library\n",
+        "truncated": good.read_bytes()[: good.stat().st_size // 2],
+    }
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
     assert "empty" in sharedlib.check_elf(tmp_path / "empty")
@@ -63,8 +67,13 @@ def test_truncated_cached_library_is_rebuilt_not_a_bus_error(cache):
     lib = _built(cache)
     data = lib.read_bytes()
     lib.write_bytes(data[: len(data) // 3])
-    run = subprocess.run([sys.executable, "-c", "from lenet5_pynq.backends.cpu import FloatBackend; print(FloatBackend().engine)"],
-                         capture_output=True, text=True, env=_env(LENET5_CACHE=str(cache)), timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", "from lenet5_pynq.backends.cpu import FloatBackend; print(FloatBackend().engine)"],
+        capture_output=True,
+        text=True,
+        env=_env(LENET5_CACHE=str(cache)),
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr[-800:]
     assert run.stdout.strip() == "c"
     assert sharedlib.check_elf(lib) is None
@@ -169,8 +178,15 @@ def test_failed_compile_leaves_no_temporary_file(cache, monkeypatch):
 
 def test_concurrent_first_uses_build_once(cache):
     code = "from lenet5_pynq.backends.cpu import FloatBackend; import sys; sys.exit(FloatBackend().engine != 'c')"
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=_env(LENET5_CACHE=str(cache)),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=_env(LENET5_CACHE=str(cache)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
     results = [(p.wait(120), p.stderr.read().decode()[-500:]) for p in procs]
     assert all(rc == 0 for rc, _ in results), results
     assert len(list(cache.glob("float_net-*.so"))) == 1
@@ -181,10 +197,14 @@ def test_concurrent_first_uses_build_once(cache):
 def test_makefile_links_every_target_to_a_temporary_name():
     if shutil.which("make") is None:
         pytest.skip("no make")
-    run = subprocess.run(["make", "-n", "-B", "-C", str(REPO / "hls_src"), "lib", "csim", f"PYTHON={sys.executable}"],
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        ["make", "-n", "-B", "-C", str(REPO / "hls_src"), "lib", "csim", f"PYTHON={sys.executable}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr[-800:]
-    compiles = [ln for ln in run.stdout.splitlines() if ln.startswith(("g++", "c++")) or " -o " in ln and "g++" in ln]
+    compiles = [ln for ln in run.stdout.splitlines() if ln.startswith(("g++", "c++")) or (" -o " in ln and "g++" in ln)]
     assert compiles
     for line in compiles:
         out = line.split(" -o ")[1].split()[0]
@@ -235,13 +255,17 @@ def test_prebuilt_csim_library_that_is_damaged_is_reported(tmp_path, monkeypatch
 
 def test_concurrent_first_csim_uses_all_succeed(hls_copy):
     (hls_copy / "build" / "liblenet5_csim.so").unlink()
-    code = ("import sys; from pathlib import Path; from lenet5_pynq.backends import csim; "
-            f"csim.HLS_SRC = Path({str(hls_copy)!r}); csim.LIBRARY = csim.HLS_SRC / 'build' / 'liblenet5_csim.so'; "
-            "ffi, lib = csim.library(); print(ffi.string(lib.lenet5_csim_vlnv()).decode())")
+    code = (
+        "import sys; from pathlib import Path; from lenet5_pynq.backends import csim; "
+        f"csim.HLS_SRC = Path({str(hls_copy)!r}); csim.LIBRARY = csim.HLS_SRC / 'build' / 'liblenet5_csim.so'; "
+        "ffi, lib = csim.library(); print(ffi.string(lib.lenet5_csim_vlnv()).decode())"
+    )
     env = _env()
     env.pop(csim.ENV_LIB, None)
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for _ in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
     results = [(p.wait(300), p.stderr.read().decode()[-500:]) for p in procs]
     assert all(rc == 0 for rc, _ in results), results
     assert not list((hls_copy / "build").glob("*.tmp"))

@@ -254,12 +254,16 @@ def test_debug_dir_holds_what_the_network_saw(tmp_path, good, capsys):
     again = tmp_path / "copy"
     again.mkdir()
     (again / "three.png").write_bytes(good.read_bytes())  # the same name from another folder
-    status = classify.main([str(good), str(bad), str(again / "three.png"), "--backend", "cpu", "--json",
-                            "--debug-dir", str(debug)])
+    status = classify.main(
+        [str(good), str(bad), str(again / "three.png"), "--backend", "cpu", "--json", "--debug-dir", str(debug)]
+    )
     assert status == 1  # the truncated file
     results = json.loads(capsys.readouterr().out)
     assert sorted(p.name for p in debug.iterdir()) == [
-        "three-2.input.png", "three-2.mask.png", "three.input.png", "three.mask.png"
+        "three-2.input.png",
+        "three-2.mask.png",
+        "three.input.png",
+        "three.mask.png",
     ]  # nothing for the bad file, no temporary files left
     assert results[0]["debug"] == {"input": str(debug / "three.input.png"), "mask": str(debug / "three.mask.png")}
     assert "debug" not in results[1]

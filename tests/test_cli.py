@@ -86,8 +86,14 @@ def test_bench_table_json_and_plot(tmp_path, capsys):
         assert r["images_per_second"] == pytest.approx(r["batch"] / r["seconds_per_call"])
         assert r["calls"] >= 3
     assert all(r["vs"]["cpu"] == 1.0 for r in rows if r["backend"] == "cpu")
-    assert all(r["vs"]["cpu"] == pytest.approx(r["images_per_second"] / next(
-        c["images_per_second"] for c in rows if c["backend"] == "cpu" and c["batch"] == r["batch"])) for r in rows)
+    assert all(
+        r["vs"]["cpu"]
+        == pytest.approx(
+            r["images_per_second"]
+            / next(c["images_per_second"] for c in rows if c["backend"] == "cpu" and c["batch"] == r["batch"])
+        )
+        for r in rows
+    )
     assert png.stat().st_size > 10000
     assert "cpu-float" in capsys.readouterr().out
 
@@ -98,7 +104,10 @@ def test_bench_bad_arguments(capsys):
     assert e.value.code == 2 and "batch sizes must be positive" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         bench.main(["--json", "/nonexistent/dir/out.json"])
-    assert e.value.code == 2 and "--json /nonexistent/dir/out.json: its directory does not exist" in capsys.readouterr().err
+    assert (
+        e.value.code == 2
+        and "--json /nonexistent/dir/out.json: its directory does not exist" in capsys.readouterr().err
+    )
     with pytest.raises(SystemExit) as e:
         bench.main(["--backends", "nope"])
     assert e.value.code == 2 and "unknown backend 'nope'" in capsys.readouterr().err

@@ -54,11 +54,11 @@ int main() {
 
 def _body(count):
     lines = []
-    for k, f in enumerate(FORMATS):
+    for _k, f in enumerate(FORMATS):
         lines.append(
             f"floats.clear(); sources.clear();"
-            f"for (int i = 0; i < {count}; ++i) {{ std::scanf(\"%lf\", &x); floats.push_back(x); }}"
-            f"for (int i = 0; i < {count}; ++i) {{ std::scanf(\"%lf\", &x); sources.push_back(x); }}"
+            f'for (int i = 0; i < {count}; ++i) {{ std::scanf("%lf", &x); floats.push_back(x); }}'
+            f'for (int i = 0; i < {count}; ++i) {{ std::scanf("%lf", &x); sources.push_back(x); }}'
             f"probe<{f.width}, {f.int_bits}, {'true' if f.signed else 'false'}, {f.rounding}, {f.saturation}>(floats, sources);"
         )
     return "(void)n;\n    " + "\n    ".join(lines)
@@ -103,7 +103,12 @@ def test_emulation_matches_ap_fixed(probe_binary):
     inputs, expected_inputs = [], []
     for fmt in FORMATS:
         floats, sources = _values(fmt, rng, COUNT)
-        inputs.append(" ".join(repr(float(v)) for v in np.concatenate([floats, np.ldexp(sources.astype(float), -(fmt.frac_bits + EXTRA_FRAC))])))
+        inputs.append(
+            " ".join(
+                repr(float(v))
+                for v in np.concatenate([floats, np.ldexp(sources.astype(float), -(fmt.frac_bits + EXTRA_FRAC))])
+            )
+        )
         expected_inputs.append((floats, sources))
     out = subprocess.run([str(probe_binary)], input="\n".join(inputs), capture_output=True, text=True, check=True)
     rows = out.stdout.strip().split("\n")

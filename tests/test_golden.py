@@ -56,7 +56,9 @@ def test_accumulators_hold_every_sum(quantized):
     layers, _ = quantized
     for q in layers:
         assert q.formats.accum.width <= golden.EXACT_FLOAT64_BITS
-        worst = np.abs(q.kernel).reshape(-1, q.kernel.shape[-1]).sum(axis=0) * max(-q.in_format.min_raw, q.in_format.max_raw)
+        worst = np.abs(q.kernel).reshape(-1, q.kernel.shape[-1]).sum(axis=0) * max(
+            -q.in_format.min_raw, q.in_format.max_raw
+        )
         worst = worst + np.abs(q.aligned_bias)
         assert worst.max() <= q.formats.accum.max_raw
 

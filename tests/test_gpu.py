@@ -75,7 +75,9 @@ def need_gpu():
 
 
 def test_shapes_header_is_fresh():
-    assert gpu.write_shapes_header(check=True), "cuda/generated/lenet5_shapes.h is stale: python -m lenet5_pynq.gpu header"
+    assert gpu.write_shapes_header(check=True), (
+        "cuda/generated/lenet5_shapes.h is stale: python -m lenet5_pynq.gpu header"
+    )
 
 
 def test_cdef_matches_header():
@@ -145,10 +147,14 @@ def test_fixed_cast_matches_fixedpoint_on_host(tmp_path):
     src = tmp_path / "cast.cpp"
     src.write_text(CAST_HARNESS)
     so = tmp_path / "cast.so"
-    subprocess.run([cxx, "-O2", "-std=c++17", "-shared", "-fPIC", f"-I{gpu.GPU_DIR / 'src'}", str(src), "-o", str(so)], check=True)
+    subprocess.run(
+        [cxx, "-O2", "-std=c++17", "-shared", "-fPIC", f"-I{gpu.GPU_DIR / 'src'}", str(src), "-o", str(so)], check=True
+    )
     lib = ctypes.CDLL(str(so))
     rng = np.random.default_rng()
-    raw = np.concatenate([rng.integers(-(1 << 40), 1 << 40, 4000), np.arange(-300, 300), rng.integers(-(1 << 20), 1 << 20, 2000)])
+    raw = np.concatenate(
+        [rng.integers(-(1 << 40), 1 << 40, 4000), np.arange(-300, 300), rng.integers(-(1 << 20), 1 << 20, 2000)]
+    )
     raw = np.ascontiguousarray(raw, np.int64)
     out = np.empty_like(raw)
     p = ctypes.POINTER(ctypes.c_int64)
@@ -156,8 +162,12 @@ def test_fixed_cast_matches_fixedpoint_on_host(tmp_path):
         for s, saturation in enumerate(SATURATION_MODES):
             for accum_frac, width, int_bits in ((25, 16, 3), (20, 12, 9), (4, 16, 14), (10, 8, 2), (3, 16, 12)):
                 fmt = FixedFormat(width, int_bits, True, rounding, saturation)
-                lib.cast_all(raw.ctypes.data_as(p), out.ctypes.data_as(p), len(raw), accum_frac - fmt.frac_bits, width, r, s)
-                np.testing.assert_array_equal(out, cast(raw, accum_frac, fmt), err_msg=f"{fmt.ctype()} from {accum_frac} fraction bits")
+                lib.cast_all(
+                    raw.ctypes.data_as(p), out.ctypes.data_as(p), len(raw), accum_frac - fmt.frac_bits, width, r, s
+                )
+                np.testing.assert_array_equal(
+                    out, cast(raw, accum_frac, fmt), err_msg=f"{fmt.ctype()} from {accum_frac} fraction bits"
+                )
 
 
 def test_backends_unavailable_without_gpu():
@@ -302,7 +312,7 @@ def test_random_images_any_batch(net, quantized, params, variant, n):
     ref_classes, ref_logits = golden.predict_raw(images[pick], quantized[0])
     np.testing.assert_array_equal(logits[pick], ref_logits)
     np.testing.assert_array_equal(classes[pick], ref_classes)
-    fclasses, flogits = net.infer(images, "float")
+    _fclasses, flogits = net.infer(images, "float")
     _assert_float_close(flogits[pick], FloatBackend(params=params).logits(images[pick]), 1e-4)
 
 
@@ -337,7 +347,14 @@ def test_device_path_writes_every_output(net, quantized):
         net.set_variant(variant)
         classes = torch.full((n,), -1, dtype=torch.int32, device="cuda")
         logits = torch.full((n, 10), -32768, dtype=torch.int16, device="cuda")
-        net.infer_device(dev.data_ptr() + 3, n, "fixed", classes.data_ptr(), logits.data_ptr(), torch.cuda.current_stream().cuda_stream)
+        net.infer_device(
+            dev.data_ptr() + 3,
+            n,
+            "fixed",
+            classes.data_ptr(),
+            logits.data_ptr(),
+            torch.cuda.current_stream().cuda_stream,
+        )
         torch.cuda.synchronize()
         np.testing.assert_array_equal(logits.cpu().numpy(), ref_logits)
         np.testing.assert_array_equal(classes.cpu().numpy(), ref_classes)
@@ -350,7 +367,9 @@ def _variant_spec(spec: fixedspec.FixedSpec, rounding: str, saturation: str, int
     in_frac = spec.input.frac_bits
     for layer in network.LAYERS:
         f = spec.layers[layer.name]
-        out = dataclasses.replace(f.output, width=width, int_bits=f.output.int_bits + int_bits_delta, rounding=rounding, saturation=saturation)
+        out = dataclasses.replace(
+            f.output, width=width, int_bits=f.output.int_bits + int_bits_delta, rounding=rounding, saturation=saturation
+        )
         acc_frac = in_frac + f.kernel.frac_bits
         accum = dataclasses.replace(f.accum, int_bits=f.accum.width - acc_frac)
         layers[layer.name] = dataclasses.replace(f, output=out, accum=accum)
@@ -398,7 +417,7 @@ def test_mode_not_loaded_and_bad_arguments(need_gpu, params):
 
 @pytest.mark.gpu
 def test_backends_through_registry(need_gpu, mnist_test, golden_test):
-    images, (ref_classes, ref_logits) = golden_test
+    images, (_ref_classes, ref_logits) = golden_test
     spec = fixedspec.load()
     with load_backend("gpu") as b:
         assert b.exact

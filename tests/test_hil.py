@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from lenet5_pynq import golden, fixedspec
+from lenet5_pynq import fixedspec, golden
 from lenet5_pynq.backends.fpga import PYNQ_BOARD_FILE, on_board
 
 pytestmark = [
@@ -47,9 +47,11 @@ def test_all_test_images_bit_exact(overlay, mnist_test):
     layers, _ = fixedspec.load_quantized()
     classes, logits = golden.predict_raw(images, layers)
     same = np.all(pred.logits == logits, axis=1) & (pred.classes == classes)
-    print(f"\nfpga: {int(same.sum())} of {len(images)} identical to the golden model; "
-          f"accuracy {np.mean(pred.classes == labels):.2%}; {overlay.last_timing.total_s * 1e3:.1f} ms "
-          f"({overlay.last_timing.fabric_s * 1e3:.1f} ms in the fabric)")
+    print(
+        f"\nfpga: {int(same.sum())} of {len(images)} identical to the golden model; "
+        f"accuracy {np.mean(pred.classes == labels):.2%}; {overlay.last_timing.total_s * 1e3:.1f} ms "
+        f"({overlay.last_timing.fabric_s * 1e3:.1f} ms in the fabric)"
+    )
     assert int(same.sum()) == len(images)
 
 
@@ -66,8 +68,10 @@ def test_batch_one_latency(overlay, mnist_test):
         fabric.append(overlay.last_timing.fabric_s)
     us = np.array(times) * 1e6
     median, p95 = np.median(us), np.percentile(us, 95)
-    print(f"\nbatch 1 from Python over {BATCH1_CALLS} calls: median {median:.0f} us, p95 {p95:.0f} us "
-          f"(fabric median {np.median(fabric) * 1e6:.0f} us); goal <= {LATENCY_GOAL_US} us")
+    print(
+        f"\nbatch 1 from Python over {BATCH1_CALLS} calls: median {median:.0f} us, p95 {p95:.0f} us "
+        f"(fabric median {np.median(fabric) * 1e6:.0f} us); goal <= {LATENCY_GOAL_US} us"
+    )
     if median > LATENCY_GOAL_US:
         pytest.xfail(f"median {median:.0f} us is above the {LATENCY_GOAL_US} us goal")
 
@@ -75,8 +79,10 @@ def test_batch_one_latency(overlay, mnist_test):
 @pytest.mark.parametrize("batch", [1000, 10000, 100000])
 def test_streamed_throughput(overlay, mnist_test, batch):
     report = overlay.throughput_test(images=np.resize(mnist_test[0], (batch, 28, 28)), repeats=3)
-    print(f"\nbatch {batch}: {report['throughput_images_per_s']:,.0f} images/s end to end, "
-          f"{report['fabric_images_per_s']:,.0f} images/s in the fabric ({report['chunks']} transfers)")
+    print(
+        f"\nbatch {batch}: {report['throughput_images_per_s']:,.0f} images/s end to end, "
+        f"{report['fabric_images_per_s']:,.0f} images/s in the fabric ({report['chunks']} transfers)"
+    )
     if batch >= 10000 and report["throughput_images_per_s"] < THROUGHPUT_GOAL:
         pytest.xfail(f"{report['throughput_images_per_s']:,.0f} images/s is below the {THROUGHPUT_GOAL:,} goal")
 

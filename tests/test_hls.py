@@ -29,7 +29,9 @@ def _hls4ml_installed() -> bool:
         return False
 
 
-needs_toolchain = pytest.mark.skipif(not (HAVE_GXX and _hls4ml_installed()), reason="needs g++, make and the hls4ml headers")
+needs_toolchain = pytest.mark.skipif(
+    not (HAVE_GXX and _hls4ml_installed()), reason="needs g++, make and the hls4ml headers"
+)
 
 
 def _run(*args, **kwargs):
@@ -53,7 +55,7 @@ def test_stale_check_notices_a_changed_header(tmp_path):
 
 def test_header_carries_the_configs_and_formats():
     text = (HLS_SRC / "generated" / export.TYPES_H).read_text()
-    layers, spec = fixedspec.load_quantized()
+    _layers, spec = fixedspec.load_quantized()
     for layer in network.LAYERS:
         p = hls_config.PARALLELISM[layer.name]
         block = text.split(f"struct {layer.name}_config {{")[1].split("};")[0]
@@ -78,7 +80,7 @@ def test_memory_layout_is_a_permutation_of_the_kernel():
 
 # ------------------------------------------------------------------------------------ streams
 def test_result_layout_is_three_beats():
-    assert hls_stream.RESULT_DTYPE == np.dtype([("logits", "<i2", (10,)), ("cls", "<u2"), ("pad", "<u2")])
+    assert np.dtype([("logits", "<i2", (10,)), ("cls", "<u2"), ("pad", "<u2")]) == hls_stream.RESULT_DTYPE
     assert hls_stream.OUT_BEATS_PER_IMAGE == 3 and hls_stream.IN_BEATS_PER_IMAGE == 98
 
 
@@ -101,9 +103,9 @@ def test_result_packing_round_trips():
     assert beats.shape == (21,)
     assert int(beats[0]) & 0xFFFF == logits[0, 0] & 0xFFFF
     assert (int(beats[2]) >> 32) & 0xFFFF == classes[0]
-    c, l = hls_stream.unpack_results(beats)
+    c, unpacked = hls_stream.unpack_results(beats)
     np.testing.assert_array_equal(c, classes)
-    np.testing.assert_array_equal(l, logits)
+    np.testing.assert_array_equal(unpacked, logits)
     with pytest.raises(hls_stream.StreamFormatError):
         hls_stream.unpack_results(beats[:-1])
 

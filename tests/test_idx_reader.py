@@ -16,7 +16,6 @@ import pytest
 from lenet5_pynq import bench, evaluate, mnist
 
 
-
 def _idx(magic, shape, payload=b"") -> bytes:
     return magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in shape) + payload
 
@@ -70,9 +69,13 @@ def test_header_bigger_than_the_file_is_refused_before_allocating(tmp_path, gz):
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_dimensions_that_overflow_int64_are_refused(tmp_path, gz):
-    huge = 2 ** 32 - 1
-    d = _write(tmp_path / "ovf", _idx(mnist.IMAGES_MAGIC, (huge, 28, 28), bytes(784)),
-               labels=_idx(mnist.LABELS_MAGIC, (3,), bytes(3)), gz=gz)
+    huge = 2**32 - 1
+    d = _write(
+        tmp_path / "ovf",
+        _idx(mnist.IMAGES_MAGIC, (huge, 28, 28), bytes(784)),
+        labels=_idx(mnist.LABELS_MAGIC, (3,), bytes(3)),
+        gz=gz,
+    )
     with pytest.raises(mnist.MnistFormatError, match=str(huge)):
         mnist.load(d, "test")
     d = _write(tmp_path / "ovf2", _idx(mnist.IMAGES_MAGIC, (3, huge, huge), bytes(784)), gz=gz)
@@ -82,8 +85,12 @@ def test_dimensions_that_overflow_int64_are_refused(tmp_path, gz):
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_labels_header_is_checked_too(tmp_path, gz):
-    d = _write(tmp_path / "lab", _idx(mnist.IMAGES_MAGIC, (3, 28, 28), bytes(3 * 784)),
-               labels=_idx(mnist.LABELS_MAGIC, (2 ** 32 - 1,), bytes(3)), gz=gz)
+    d = _write(
+        tmp_path / "lab",
+        _idx(mnist.IMAGES_MAGIC, (3, 28, 28), bytes(3 * 784)),
+        labels=_idx(mnist.LABELS_MAGIC, (2**32 - 1,), bytes(3)),
+        gz=gz,
+    )
     with pytest.raises(mnist.MnistFormatError, match="t10k-labels"):
         mnist.load(d, "test")
 

@@ -45,7 +45,9 @@ def test_raw_and_gzip(tmp_path, compress):
 def test_truncated_file(tmp_path):
     magic, shape, payload = mnist.IMAGES_MAGIC, (3, 28, 28), bytes(3 * 784 - 5)
     d = _fake_dir(tmp_path, **{"t10k-images-idx3-ubyte": (magic, shape, payload)})
-    with pytest.raises(mnist.MnistFormatError, match=r"t10k-images-idx3-ubyte: 2363 bytes, header \(3, 28, 28\) needs 2368"):
+    with pytest.raises(
+        mnist.MnistFormatError, match=r"t10k-images-idx3-ubyte: 2363 bytes, header \(3, 28, 28\) needs 2368"
+    ):
         mnist.load(d, "test")
 
 

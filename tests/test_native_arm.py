@@ -89,11 +89,21 @@ def test_clang_builds_armv7_without_neon(workdir):
     target = _needed("armv7")
     if shutil.which("clang") is None:
         pytest.skip("no clang")
-    cmd = ["clang", "--target=arm-linux-gnueabihf", "-mfloat-abi=hard", f"-mcpu={target.cpu}", "-O3", "-std=c99",
-           *(f"-D{k}={v}" for k, v in native.network_defines().items()), "-c", str(cross.KERNEL)]
+    cmd = [
+        "clang",
+        "--target=arm-linux-gnueabihf",
+        "-mfloat-abi=hard",
+        f"-mcpu={target.cpu}",
+        "-O3",
+        "-std=c99",
+        *(f"-D{k}={v}" for k, v in native.network_defines().items()),
+        "-c",
+        str(cross.KERNEL),
+    ]
     obj = workdir / "clang.o"
-    built = subprocess.run([*cmd, *native.target_flags("armv7", neon=True, clang=True), "-o", str(obj)],
-                           capture_output=True, text=True)
+    built = subprocess.run(
+        [*cmd, *native.target_flags("armv7", neon=True, clang=True), "-o", str(obj)], capture_output=True, text=True
+    )
     assert built.returncode == 0, built.stderr[-800:]
     assert cross.static_counts(target, obj)["vector"] == 0
     refused = subprocess.run([*cmd, "-mfpu=neon", "-o", str(obj)], capture_output=True, text=True)
@@ -106,8 +116,10 @@ def test_neon_runs_the_layers_on_the_shipped_weights(target, built, shipped, mni
     plugin = cross.build_plugin(workdir)
     images = np.concatenate([mnist_test[0][:20], cross.random_images(5)])
     checks = (True, False) if target.arch == "armv7" else (True,)
-    counts = {check: cross.tally(cross.run(target, built(target, "neon", check), shipped[1], images, plugin)[1])
-              for check in checks}
+    counts = {
+        check: cross.tally(cross.run(target, built(target, "neon", check), shipped[1], images, plugin)[1])
+        for check in checks
+    }
     assert counts[True]["vector"] > 10 * counts[True]["scalar"] and counts[True]["fused"] == 0, counts
     if target.arch == "armv7":
         assert (counts[True]["vector"], counts[True]["scalar"]) == (counts[False]["vector"], counts[False]["scalar"])
@@ -143,28 +155,47 @@ def test_measure_scalar_against_neon_on_all_test_images(built, workdir, mnist_te
         pytest.skip(f"no cross toolchain with qemu ({INSTALL})")
     shipped = weights.load()[0]
     weight_sets = {"shipped": shipped, "subnormal": cross.subnormal_params(shipped)}
-    sets = {"MNIST": ("shipped", mnist_test[0]), "random": ("shipped", cross.random_images(1000)),
-            "subnormal": ("subnormal", mnist_test[0][:100])}  # name: (weights, images)
+    sets = {
+        "MNIST": ("shipped", mnist_test[0]),
+        "random": ("shipped", cross.random_images(1000)),
+        "subnormal": ("subnormal", mnist_test[0][:100]),
+    }  # name: (weights, images)
     files = {name: cross.write_params(_pack_for_c(p), workdir / f"all-{name}") for name, p in weight_sets.items()}
-    expected = {name: FloatBackend(params=weight_sets[w], engine="c").logits(images)
-                for name, (w, images) in sets.items()}
+    expected = {
+        name: FloatBackend(params=weight_sets[w], engine="c").logits(images) for name, (w, images) in sets.items()
+    }
     plugin = cross.build_plugin(workdir)
 
     def differ(target, exe, names):
-        return {name: [cross.differing(cross.run(target, exe, files[sets[name][0]], sets[name][1])[0], expected[name]),
-                       len(expected[name])] for name in names}
+        return {
+            name: [
+                cross.differing(cross.run(target, exe, files[sets[name][0]], sets[name][1])[0], expected[name]),
+                len(expected[name]),
+            ]
+            for name in names
+        }
 
     rows = []
     for target in targets:
         for variant in cross.VARIANTS:
             exe = built(target, variant)
-            rows.append({"target": target.arch, "build": variant,
-                         "static": cross.static_counts(target, exe.with_suffix(".o")),
-                         "dynamic": cross.dynamic_counts(target, exe, files["shipped"], mnist_test[0][:100], plugin),
-                         "differing": differ(target, exe, sets)})
+            rows.append(
+                {
+                    "target": target.arch,
+                    "build": variant,
+                    "static": cross.static_counts(target, exe.with_suffix(".o")),
+                    "dynamic": cross.dynamic_counts(target, exe, files["shipped"], mnist_test[0][:100], plugin),
+                    "differing": differ(target, exe, sets),
+                }
+            )
         if target.arch == "armv7":
-            rows.append({"target": target.arch, "build": "neon, no subnormal check",
-                         "differing": differ(target, built(target, "neon", False), ["subnormal"])})
+            rows.append(
+                {
+                    "target": target.arch,
+                    "build": "neon, no subnormal check",
+                    "differing": differ(target, built(target, "neon", False), ["subnormal"]),
+                }
+            )
     print(f"\ncross gcc {GCC or '(unversioned)'}\n{cross.table(rows)}")
     for row in rows:
         unchecked = row["build"] == "neon, no subnormal check"
@@ -181,8 +212,12 @@ def test_flags_by_target(monkeypatch):
     assert native.target_flags("armv7", neon=True, clang=True) == [off, "-mfpu=vfpv3-d16"]
     import platform
 
-    for machine, maxsize, arch in (("armv7l", 2**31 - 1, "armv7"), ("aarch64", 2**31 - 1, "armv7"),
-                                   ("aarch64", 2**63 - 1, "aarch64"), ("x86_64", 2**63 - 1, "x86_64")):
-        monkeypatch.setattr(platform, "machine", lambda: machine)
+    for machine, maxsize, arch in (
+        ("armv7l", 2**31 - 1, "armv7"),
+        ("aarch64", 2**31 - 1, "armv7"),
+        ("aarch64", 2**63 - 1, "aarch64"),
+        ("x86_64", 2**63 - 1, "x86_64"),
+    ):
+        monkeypatch.setattr(platform, "machine", lambda machine=machine: machine)
         monkeypatch.setattr(native.sys, "maxsize", maxsize)
         assert native.target_arch() == arch, machine

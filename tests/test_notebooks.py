@@ -19,7 +19,9 @@ def test_notebook_is_committed_without_outputs(path):
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
-            assert not cell.outputs and cell.execution_count is None, f"{path.name}: clear the outputs before committing"
+            assert not cell.outputs and cell.execution_count is None, (
+                f"{path.name}: clear the outputs before committing"
+            )
 
 
 @pytest.mark.slow
@@ -42,8 +44,9 @@ def test_notebook_executes(path, monkeypatch):
         monkeypatch.setenv(mnist.ENV_VAR, str(mnist.default_dir()))
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    nbclient.NotebookClient(nb, timeout=TIMEOUT_S, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    ).execute()
     print(f"{path.name}: {time.perf_counter() - start:.1f} s")
 
 

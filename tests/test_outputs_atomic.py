@@ -29,10 +29,9 @@ def _disk_full(monkeypatch):
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
     target = tmp_path / "out.json"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic.atomic_write(target, "w") as f:
-            f.write("half")
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), atomic.atomic_write(target, "w") as f:
+        f.write("half")
+        raise RuntimeError("interrupted")
     assert target.read_text() == "old" and _no_temps(tmp_path)
 
 
@@ -64,8 +63,21 @@ def test_weights_save_is_atomic(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------ bench
 def _bench(mnist_dir, *extra):
-    return bench.main(["--backends", "cpu", "--batches", "1", "--min-seconds", "0", "--peer", "cpu",
-                       "--mnist", str(mnist_dir), *extra])
+    return bench.main(
+        [
+            "--backends",
+            "cpu",
+            "--batches",
+            "1",
+            "--min-seconds",
+            "0",
+            "--peer",
+            "cpu",
+            "--mnist",
+            str(mnist_dir),
+            *extra,
+        ]
+    )
 
 
 def test_bench_json_on_a_full_disk_leaves_no_truncated_json(tiny_mnist, tmp_path, monkeypatch, capsys):
@@ -103,10 +115,15 @@ def test_bench_plot_says_the_file_it_wrote(tiny_mnist, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------ train
-@pytest.mark.parametrize("extra, message", [
-    (["--out", "/nonexistent-dir/w.npz"], "does not exist"),
-    (["--limit", "0"], "--limit"), (["--limit", "-5"], "--limit"), (["--batch-size", "0"], "--batch-size"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--out", "/nonexistent-dir/w.npz"], "does not exist"),
+        (["--limit", "0"], "--limit"),
+        (["--limit", "-5"], "--limit"),
+        (["--batch-size", "0"], "--batch-size"),
+    ],
+)
 def test_train_refuses_bad_arguments_before_training(tiny_mnist, monkeypatch, capsys, extra, message):
     monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("trained before checking the arguments"))
     with pytest.raises(SystemExit) as info:
@@ -146,10 +163,15 @@ def test_export_hls_headers_are_written_atomically(tmp_path):
 
 
 # ------------------------------------------------------------- bench arguments (part 8)
-@pytest.mark.parametrize("extra, message", [
-    (["--backends", "gpufoo"], "unknown backend 'gpufoo'"), (["--backends", "torchy"], "unknown backend"),
-    (["--batches", "100000000"], "more than 1,000,000"), (["--batches", "x"], "not a comma-separated"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--backends", "gpufoo"], "unknown backend 'gpufoo'"),
+        (["--backends", "torchy"], "unknown backend"),
+        (["--batches", "100000000"], "more than 1,000,000"),
+        (["--batches", "x"], "not a comma-separated"),
+    ],
+)
 def test_bench_bad_arguments_are_usage_errors(capsys, extra, message):
     with pytest.raises(SystemExit) as info:
         bench.main(extra)

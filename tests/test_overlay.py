@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-
 from simboard_fixtures import assert_exact, make_board, make_overlay, sample_images
 
 from lenet5_pynq import board_design, export, hls_stream, weights
@@ -134,8 +133,9 @@ def test_stall_in_a_later_chunk(ol, board, quick_timeout):
     assert_exact(ol.classify(images), images)
 
 
-@pytest.mark.parametrize("channel,bit,name", [("S2MM", drv.DMASR_DMASLVERR, "DMASlvErr"),
-                                              ("MM2S", drv.DMASR_DMADECERR, "DMADecErr")])
+@pytest.mark.parametrize(
+    "channel,bit,name", [("S2MM", drv.DMASR_DMASLVERR, "DMASlvErr"), ("MM2S", drv.DMASR_DMADECERR, "DMADecErr")]
+)
 def test_dma_error_bit_is_reported_and_cleared(ol, board, quick_timeout, channel, bit, name):
     images = sample_images(20, seed=2)
     board.faults.dma_error[channel] = bit
@@ -204,8 +204,18 @@ def test_load_weights_refuses_wrong_shapes_formats_and_saturation(ol, tmp_path):
 
     spec = fixedspec.load()
     conv1 = spec.layers["conv1"]
-    other = fixedspec.FixedSpec(spec.input, {**spec.layers, "conv1": fixedspec.LayerFormats(
-        FixedFormat(12, 1, True, conv1.kernel.rounding, conv1.kernel.saturation), conv1.bias, conv1.accum, conv1.output)})
+    other = fixedspec.FixedSpec(
+        spec.input,
+        {
+            **spec.layers,
+            "conv1": fixedspec.LayerFormats(
+                FixedFormat(12, 1, True, conv1.kernel.rounding, conv1.kernel.saturation),
+                conv1.bias,
+                conv1.accum,
+                conv1.output,
+            ),
+        },
+    )
     with pytest.raises(drv.WeightFormatError, match="conv1 kernel"):
         ol.load_weights(params, spec=other)
     short = tmp_path / "short.bin"

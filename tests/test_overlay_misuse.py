@@ -7,9 +7,7 @@ from __future__ import annotations
 import math
 import threading
 
-import numpy as np
 import pytest
-
 from simboard_fixtures import assert_exact, make_board, make_overlay, sample_images
 
 from lenet5_pynq import overlay as drv
@@ -39,7 +37,7 @@ def _hammer(ol, threads, calls, sizes):
             n = sizes[(k + i) % len(sizes)]
             try:
                 results.append((n, ol.classify(batches[n])))
-            except Exception as e:  # noqa: BLE001 - every error is a failure of the test
+            except Exception as e:
                 errors.append(repr(e))
 
     pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
@@ -66,7 +64,7 @@ def test_threads_mix_classify_reset_and_weight_loads(ol):
         for _ in range(5):
             try:
                 assert_exact(ol.classify(batch), batch)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 errors.append(repr(e))
 
     def other():
@@ -74,7 +72,7 @@ def test_threads_mix_classify_reset_and_weight_loads(ol):
             try:
                 ol.reset()
                 ol.load_weights(weights.SHIPPED)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 errors.append(repr(e))
 
     pool = [threading.Thread(target=classify) for _ in range(4)] + [threading.Thread(target=other) for _ in range(2)]
@@ -138,9 +136,13 @@ def test_closed_overlay_refuses_every_call(board):
     ol.close()
     assert ol.closed
     ol.close()  # twice is harmless
-    for call in (lambda: ol.classify(images), lambda: ol.classify(images[:1]), ol.reset,
-                 lambda: ol.load_weights(weights.SHIPPED),
-                 lambda: ol.throughput_test(batch_size=4, repeats=1)):
+    for call in (
+        lambda: ol.classify(images),
+        lambda: ol.classify(images[:1]),
+        ol.reset,
+        lambda: ol.load_weights(weights.SHIPPED),
+        lambda: ol.throughput_test(batch_size=4, repeats=1),
+    ):
         with pytest.raises(drv.OverlayClosed, match="closed"):
             call()
 
@@ -156,7 +158,7 @@ def test_close_while_threads_classify_never_touches_freed_buffers(board):
                 assert_exact(ol.classify(batch), batch)
             except drv.OverlayClosed:
                 return
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 bad.append(repr(e))
 
     pool = [threading.Thread(target=work) for _ in range(4)]

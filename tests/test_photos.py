@@ -12,9 +12,9 @@ import collections
 import json
 
 import numpy as np
+import photo_digits
 import pytest
 
-import photo_digits
 from lenet5_pynq import classify
 
 COUNT = 300  # pictures of the held-out seed: about 20 s to make and 20 s to read on 2 cores
@@ -50,7 +50,7 @@ def test_classify_reads_photos(held_out, capsys):
     photos, paths = held_out
     assert len(photos) >= 0.6 * COUNT  # the drawn digits alone are 70%: fonts or no fonts
     classify.main([*map(str, paths), "--backend", BACKEND, "--json"])
-    out, err = capsys.readouterr()
+    out, _err = capsys.readouterr()
     results = json.loads(out)
     right = [result.get("digit") == photo.digit for result, photo in zip(results, photos)]
     accuracy = float(np.mean(right))
@@ -81,8 +81,9 @@ def test_classify_reads_photos_of_real_handwriting(tmp_path, mnist_test, capsys)
 def test_pictures_are_the_same_every_time():
     fonts = photo_digits.font_paths()
     for index in (0, 7, 31):
-        first, again = photo_digits.one(photo_digits.TEST_SEED, index, fonts), photo_digits.one(
-            photo_digits.TEST_SEED, index, fonts
+        first, again = (
+            photo_digits.one(photo_digits.TEST_SEED, index, fonts),
+            photo_digits.one(photo_digits.TEST_SEED, index, fonts),
         )
         assert (first is None) == (again is None)
         if first is not None:

@@ -3,7 +3,6 @@ off in logs and pipes and with --quiet."""
 
 import io
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,7 +77,18 @@ def test_evaluate_chunks_agree_with_one_call(mnist_test, monkeypatch):
 
 
 def test_bench_bar_and_quiet(tty_stderr, capsys, tiny_mnist):
-    args = ["--backends", "cpu", "--batches", "1,2", "--min-seconds", "0.01", "--peer", "cpu", "--mnist", str(tiny_mnist)]
+    args = [
+        "--backends",
+        "cpu",
+        "--batches",
+        "1,2",
+        "--min-seconds",
+        "0.01",
+        "--peer",
+        "cpu",
+        "--mnist",
+        str(tiny_mnist),
+    ]
     assert bench.main(args) == 0
     assert drew_bar(tty_stderr.getvalue(), "bench")
     assert "%|" not in capsys.readouterr().out

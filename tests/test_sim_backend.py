@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pytest
-
 from simboard_fixtures import assert_exact, sample_images
 
 from lenet5_pynq import backends, bench, evaluate, export, golden, weights
@@ -33,8 +32,10 @@ def test_evaluate_sim_all_test_images_bit_exact(mnist_dir, capsys):
     assert report["images"] == 10000
     assert report["bit_exact_with_golden"] == 10000, report
     assert report["same_class_as_golden"] == 10000
-    print(f"sim: 10,000 images in {report['seconds']:.1f} s ({10000 / report['seconds']:.0f} images/s), "
-          f"evaluate total {seconds:.1f} s")
+    print(
+        f"sim: 10,000 images in {report['seconds']:.1f} s ({10000 / report['seconds']:.0f} images/s), "
+        f"evaluate total {seconds:.1f} s"
+    )
 
 
 @pytest.mark.slow

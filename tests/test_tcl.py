@@ -48,27 +48,93 @@ VITIS_HLS = {
     "open_solution": ({"-flow_target": {"vivado", "vitis"}, "-reset": None}, (1, 1)),
     "set_part": ({"-board": None}, (1, 1)),
     "create_clock": ({"-period": ANY, "-name": ANY}, (0, 0)),
-    "csim_design": ({"-O": None, "-argv": ANY, "-clean": None, "-ldflags": ANY, "-mflags": ANY, "-profile": None,
-                     "-setup": None, "-sanitize_address": None, "-sanitize_undefined": None}, (0, 0)),
+    "csim_design": (
+        {
+            "-O": None,
+            "-argv": ANY,
+            "-clean": None,
+            "-ldflags": ANY,
+            "-mflags": ANY,
+            "-profile": None,
+            "-setup": None,
+            "-sanitize_address": None,
+            "-sanitize_undefined": None,
+        },
+        (0, 0),
+    ),
     "csynth_design": ({"-dump_cfg": None, "-dump_post_cfg": None, "-synthesis_check": None}, (0, 0)),
-    "cosim_design": ({"-O": None, "-argv": ANY, "-compiled_library_dir": ANY, "-coverage": None,
-                      "-disable_binary_tv": None, "-disable_deadlock_detection": None,
-                      "-disable_dependency_check": None, "-enable_dataflow_profiling": None,
-                      "-enable_fifo_sizing": None, "-enable_tasks_with_m_axi": None, "-hwemu_trace_dir": ANY,
-                      "-ldflags": ANY, "-mflags": ANY, "-random_stall": None, "-rtl": {"verilog", "vhdl"},
-                      "-setup": None, "-stable_axilite_update": None, "-tool": ANY,
-                      "-trace_level": {"none", "all", "port", "port_hier"}, "-user_stall": ANY,
-                      "-wave_debug": None}, (0, 0)),
-    "export_design": ({"-description": ANY, "-display_name": ANY, "-flow": {"syn", "impl"},
-                       "-format": {"ip_catalog", "xo", "syn_dcp", "sysgen"}, "-ipname": ANY, "-library": ANY,
-                       "-output": ANY, "-rtl": {"verilog", "vhdl"}, "-taxonomy": ANY, "-vendor": ANY,
-                       "-version": ANY}, (0, 0)),
-    "config_csim": ({"-O": None, "-argv": ANY, "-clean": None, "-ldflags": ANY, "-mflags": ANY, "-profile": None,
-                     "-setup": None, "-sanitize_address": None, "-sanitize_undefined": None}, (0, 0)),
-    "config_export": ({"-description": ANY, "-display_name": ANY, "-flow": {"none", "syn", "impl"},
-                       "-format": {"ip_catalog", "xo", "syn_dcp", "sysgen"}, "-ipname": ANY, "-library": ANY,
-                       "-output": ANY, "-rtl": {"verilog", "vhdl"}, "-taxonomy": ANY, "-vendor": ANY,
-                       "-version": ANY}, (0, 0)),
+    "cosim_design": (
+        {
+            "-O": None,
+            "-argv": ANY,
+            "-compiled_library_dir": ANY,
+            "-coverage": None,
+            "-disable_binary_tv": None,
+            "-disable_deadlock_detection": None,
+            "-disable_dependency_check": None,
+            "-enable_dataflow_profiling": None,
+            "-enable_fifo_sizing": None,
+            "-enable_tasks_with_m_axi": None,
+            "-hwemu_trace_dir": ANY,
+            "-ldflags": ANY,
+            "-mflags": ANY,
+            "-random_stall": None,
+            "-rtl": {"verilog", "vhdl"},
+            "-setup": None,
+            "-stable_axilite_update": None,
+            "-tool": ANY,
+            "-trace_level": {"none", "all", "port", "port_hier"},
+            "-user_stall": ANY,
+            "-wave_debug": None,
+        },
+        (0, 0),
+    ),
+    "export_design": (
+        {
+            "-description": ANY,
+            "-display_name": ANY,
+            "-flow": {"syn", "impl"},
+            "-format": {"ip_catalog", "xo", "syn_dcp", "sysgen"},
+            "-ipname": ANY,
+            "-library": ANY,
+            "-output": ANY,
+            "-rtl": {"verilog", "vhdl"},
+            "-taxonomy": ANY,
+            "-vendor": ANY,
+            "-version": ANY,
+        },
+        (0, 0),
+    ),
+    "config_csim": (
+        {
+            "-O": None,
+            "-argv": ANY,
+            "-clean": None,
+            "-ldflags": ANY,
+            "-mflags": ANY,
+            "-profile": None,
+            "-setup": None,
+            "-sanitize_address": None,
+            "-sanitize_undefined": None,
+        },
+        (0, 0),
+    ),
+    "config_export": (
+        {
+            "-description": ANY,
+            "-display_name": ANY,
+            "-flow": {"none", "syn", "impl"},
+            "-format": {"ip_catalog", "xo", "syn_dcp", "sysgen"},
+            "-ipname": ANY,
+            "-library": ANY,
+            "-output": ANY,
+            "-rtl": {"verilog", "vhdl"},
+            "-taxonomy": ANY,
+            "-vendor": ANY,
+            "-version": ANY,
+        },
+        (0, 0),
+    ),
     "exit": ({}, (0, 1)),
 }
 
@@ -84,64 +150,213 @@ VITIS_HLS = {
 _QV = {"-quiet": None, "-verbose": None}
 _GET_BD = {"-regexp": None, "-hierarchical": None, "-filter": ANY, "-of_objects": ANY, **_QV}
 VIVADO = {
-    "create_project": ({"-part": ANY, "-force": None, "-in_memory": None, "-ip": None, "-rtl_kernel": None, **_QV},
-                       (0, 2)),
+    "create_project": (
+        {"-part": ANY, "-force": None, "-in_memory": None, "-ip": None, "-rtl_kernel": None, **_QV},
+        (0, 2),
+    ),
     "current_project": (dict(_QV), (0, 1)),
     "set_property": ({"-dict": ANY, **_QV}, (1, UNLIMITED)),
     "get_property": ({"-min": None, "-max": None, **_QV}, (2, 2)),
-    "update_ip_catalog": ({"-rebuild": None, "-add_ip": ANY, "-delete_ip": ANY, "-delete_mult_ip": ANY,
-                           "-disable_ip": ANY, "-enable_ip": ANY, "-add_interface": ANY, "-create_index": None,
-                           "-repo_path": ANY, "-update_module_ref": None, **_QV}, (0, 0)),
-    "get_ipdefs": ({"-name": None, "-regexp": None, "-nocase": None, "-filter": ANY, "-of_objects": ANY, "-all": None,
-                    **_QV}, (0, UNLIMITED)),
-    "get_files": ({"-regexp": None, "-nocase": None, "-filter": ANY, "-compile_order": ANY, "-used_in": ANY,
-                   "-references": None, "-all": None, "-of_objects": ANY, **_QV}, (0, UNLIMITED)),
+    "update_ip_catalog": (
+        {
+            "-rebuild": None,
+            "-add_ip": ANY,
+            "-delete_ip": ANY,
+            "-delete_mult_ip": ANY,
+            "-disable_ip": ANY,
+            "-enable_ip": ANY,
+            "-add_interface": ANY,
+            "-create_index": None,
+            "-repo_path": ANY,
+            "-update_module_ref": None,
+            **_QV,
+        },
+        (0, 0),
+    ),
+    "get_ipdefs": (
+        {"-name": None, "-regexp": None, "-nocase": None, "-filter": ANY, "-of_objects": ANY, "-all": None, **_QV},
+        (0, UNLIMITED),
+    ),
+    "get_files": (
+        {
+            "-regexp": None,
+            "-nocase": None,
+            "-filter": ANY,
+            "-compile_order": ANY,
+            "-used_in": ANY,
+            "-references": None,
+            "-all": None,
+            "-of_objects": ANY,
+            **_QV,
+        },
+        (0, UNLIMITED),
+    ),
     "generate_target": ({"-force": None, **_QV}, (2, 2)),
-    "make_wrapper": ({"-top": None, "-testbench": None, "-inst_template": None, "-fileset": ANY, "-import": None,
-                      "-force": None, **_QV}, (1, 1)),
+    "make_wrapper": (
+        {
+            "-top": None,
+            "-testbench": None,
+            "-inst_template": None,
+            "-fileset": ANY,
+            "-import": None,
+            "-force": None,
+            **_QV,
+        },
+        (1, 1),
+    ),
     "current_fileset": ({"-constrset": None, "-simset": None, **_QV}, (0, UNLIMITED)),
     "update_compile_order": ({"-force_gui": None, "-fileset": ANY, **_QV}, (0, 0)),
-    "launch_runs": ({"-jobs": ANY, "-scripts_only": None, "-lsf": ANY, "-sge": ANY, "-cluster_configuration": ANY,
-                     "-dir": ANY, "-to_step": ANY, "-next_step": None, "-host": ANY, "-remote_cmd": ANY,
-                     "-email_to": ANY, "-email_all": None, "-pre_launch_script": ANY, "-post_launch_script": ANY,
-                     "-custom_script": ANY, "-force": None, **_QV}, (1, UNLIMITED)),
-    "wait_on_runs": ({"-timeout": ANY, "-exit_condition": {"ALL", "ANY_ONE", "ANY_ONE_MET_TIMING"}, **_QV},
-                     (1, UNLIMITED)),
+    "launch_runs": (
+        {
+            "-jobs": ANY,
+            "-scripts_only": None,
+            "-lsf": ANY,
+            "-sge": ANY,
+            "-cluster_configuration": ANY,
+            "-dir": ANY,
+            "-to_step": ANY,
+            "-next_step": None,
+            "-host": ANY,
+            "-remote_cmd": ANY,
+            "-email_to": ANY,
+            "-email_all": None,
+            "-pre_launch_script": ANY,
+            "-post_launch_script": ANY,
+            "-custom_script": ANY,
+            "-force": None,
+            **_QV,
+        },
+        (1, UNLIMITED),
+    ),
+    "wait_on_runs": (
+        {"-timeout": ANY, "-exit_condition": {"ALL", "ANY_ONE", "ANY_ONE_MET_TIMING"}, **_QV},
+        (1, UNLIMITED),
+    ),
     "get_runs": ({"-regexp": None, "-nocase": None, "-filter": ANY, "-of_objects": ANY, **_QV}, (0, UNLIMITED)),
     "open_run": ({"-name": ANY, "-pr_config": ANY, **_QV}, (1, 1)),
-    "report_utilization": ({"-file": ANY, "-append": None, "-pblocks": ANY, "-evaluate_pblock": None,
-                            "-exclude_child_pblocks": None, "-exclude_non_assigned": None, "-cells": ANY,
-                            "-return_string": None, "-slr": None, "-packthru": None, "-name": ANY,
-                            "-no_primitives": None, "-omit_locs": None, "-hierarchical": None,
-                            "-spreadsheet_file": ANY, "-spreadsheet_table": ANY, "-spreadsheet_depth": ANY,
-                            "-hierarchical_depth": ANY, "-hierarchical_percentages": None, **_QV}, (0, 0)),
-    "report_timing_summary": ({"-check_timing_verbose": None, "-delay_type": {"max", "min", "min_max"},
-                               "-no_detailed_paths": None, "-setup": None, "-hold": None, "-max_paths": ANY,
-                               "-nworst": ANY, "-unique_pins": None, "-path_type": ANY, "-no_reused_label": None,
-                               "-input_pins": None, "-no_pr_attribute": None, "-no_pblock": None,
-                               "-routable_nets": None, "-slack_lesser_than": ANY, "-report_unconstrained": None,
-                               "-significant_digits": ANY, "-no_header": None, "-file": ANY, "-append": None,
-                               "-name": ANY, "-return_string": None, "-warn_on_violation": None, "-datasheet": None,
-                               "-cells": ANY, "-rpx": ANY, **_QV}, (0, 0)),
-    "get_timing_paths": ({"-from": ANY, "-to": ANY, "-through": ANY, "-delay_type": ANY, "-setup": None,
-                          "-hold": None, "-max_paths": ANY, "-nworst": ANY, "-unique_pins": None,
-                          "-slack_lesser_than": ANY, "-slack_greater_than": ANY, "-group": ANY, "-filter": ANY,
-                          "-regexp": None, "-nocase": None, **_QV}, (0, 0)),
+    "report_utilization": (
+        {
+            "-file": ANY,
+            "-append": None,
+            "-pblocks": ANY,
+            "-evaluate_pblock": None,
+            "-exclude_child_pblocks": None,
+            "-exclude_non_assigned": None,
+            "-cells": ANY,
+            "-return_string": None,
+            "-slr": None,
+            "-packthru": None,
+            "-name": ANY,
+            "-no_primitives": None,
+            "-omit_locs": None,
+            "-hierarchical": None,
+            "-spreadsheet_file": ANY,
+            "-spreadsheet_table": ANY,
+            "-spreadsheet_depth": ANY,
+            "-hierarchical_depth": ANY,
+            "-hierarchical_percentages": None,
+            **_QV,
+        },
+        (0, 0),
+    ),
+    "report_timing_summary": (
+        {
+            "-check_timing_verbose": None,
+            "-delay_type": {"max", "min", "min_max"},
+            "-no_detailed_paths": None,
+            "-setup": None,
+            "-hold": None,
+            "-max_paths": ANY,
+            "-nworst": ANY,
+            "-unique_pins": None,
+            "-path_type": ANY,
+            "-no_reused_label": None,
+            "-input_pins": None,
+            "-no_pr_attribute": None,
+            "-no_pblock": None,
+            "-routable_nets": None,
+            "-slack_lesser_than": ANY,
+            "-report_unconstrained": None,
+            "-significant_digits": ANY,
+            "-no_header": None,
+            "-file": ANY,
+            "-append": None,
+            "-name": ANY,
+            "-return_string": None,
+            "-warn_on_violation": None,
+            "-datasheet": None,
+            "-cells": ANY,
+            "-rpx": ANY,
+            **_QV,
+        },
+        (0, 0),
+    ),
+    "get_timing_paths": (
+        {
+            "-from": ANY,
+            "-to": ANY,
+            "-through": ANY,
+            "-delay_type": ANY,
+            "-setup": None,
+            "-hold": None,
+            "-max_paths": ANY,
+            "-nworst": ANY,
+            "-unique_pins": None,
+            "-slack_lesser_than": ANY,
+            "-slack_greater_than": ANY,
+            "-group": ANY,
+            "-filter": ANY,
+            "-regexp": None,
+            "-nocase": None,
+            **_QV,
+        },
+        (0, 0),
+    ),
     "create_bd_design": ({"-dir": ANY, "-cell": ANY, **_QV}, (1, 1)),
     "current_bd_design": (dict(_QV), (0, 1)),
-    "create_bd_cell": ({"-vlnv": ANY, "-type": {"IP", "ip", "hier", "container", "module", "inline_hdl"},
-                        "-reference": ANY, "-revision": ANY, **_QV}, (1, 1)),
+    "create_bd_cell": (
+        {
+            "-vlnv": ANY,
+            "-type": {"IP", "ip", "hier", "container", "module", "inline_hdl"},
+            "-reference": ANY,
+            "-revision": ANY,
+            **_QV,
+        },
+        (1, 1),
+    ),
     "apply_bd_automation": ({"-rule": ANY, "-config": ANY, "-dict": ANY, "-opts": ANY, **_QV}, (1, UNLIMITED)),
     "connect_bd_intf_net": ({"-intf_net": ANY, "-boundary_type": {"upper", "lower", "both"}, **_QV}, (2, 3)),
     "connect_bd_net": ({"-net": ANY, "-boundary_type": {"upper", "lower", "both"}, **_QV}, (1, UNLIMITED)),
     "get_bd_pins": (dict(_GET_BD), (0, UNLIMITED)),
     "get_bd_intf_pins": (dict(_GET_BD), (0, UNLIMITED)),
     "get_bd_addr_spaces": (dict(_GET_BD), (0, UNLIMITED)),
-    "get_bd_addr_segs": ({**_GET_BD, "-excluded": None, "-addressed": None, "-unaddressed": None,
-                          "-addressing": None, "-addressables": None}, (0, UNLIMITED)),
-    "assign_bd_address": ({"-target_address_space": ANY, "-boundary": None, "-master_boundary": None,
-                           "-external": None, "-dict": ANY, "-import_from_file": ANY, "-export_to_file": ANY,
-                           "-offset": ANY, "-range": ANY, "-force": None, **_QV}, (0, UNLIMITED)),
+    "get_bd_addr_segs": (
+        {
+            **_GET_BD,
+            "-excluded": None,
+            "-addressed": None,
+            "-unaddressed": None,
+            "-addressing": None,
+            "-addressables": None,
+        },
+        (0, UNLIMITED),
+    ),
+    "assign_bd_address": (
+        {
+            "-target_address_space": ANY,
+            "-boundary": None,
+            "-master_boundary": None,
+            "-external": None,
+            "-dict": ANY,
+            "-import_from_file": ANY,
+            "-export_to_file": ANY,
+            "-offset": ANY,
+            "-range": ANY,
+            "-force": None,
+            **_QV,
+        },
+        (0, UNLIMITED),
+    ),
     "validate_bd_design": ({"-force": None, "-design": ANY, "-include_pfm": None, **_QV}, (0, 0)),
     "save_bd_design": (dict(_QV), (0, 1)),
     "exit": ({}, (0, 1)),
@@ -171,7 +386,8 @@ def check_options(table: dict, call: list[str]) -> None:
             positional.append(arg)
         i += 1
     assert low <= len(positional) <= high, (
-        f"{name}: {len(positional)} positional arguments {positional}, documented {low}..{high}")
+        f"{name}: {len(positional)} positional arguments {positional}, documented {low}..{high}"
+    )
 
 
 def _is_number(text: str) -> bool:
@@ -289,8 +505,9 @@ def dry_run(script: Path, argv, table, tmp_path: Path, extra_tcl: str = "", env=
     harness.write_text(text)
     run_env = {k: v for k, v in os.environ.items() if not k.startswith("LENET5_")}
     run_env.update(env or {})
-    proc = subprocess.run([TCLSH, str(harness)], capture_output=True, text=True, timeout=30, env=run_env,
-                          cwd=cwd or tmp_path)
+    proc = subprocess.run(
+        [TCLSH, str(harness)], capture_output=True, text=True, timeout=30, env=run_env, cwd=cwd or tmp_path
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert isinstance(lines[-1], dict), lines[-1]
@@ -301,8 +518,19 @@ def dry_run(script: Path, argv, table, tmp_path: Path, extra_tcl: str = "", env=
 BOARDS = list(hls_config.PARTS)
 IP_BOARDS = [b for b, p in hls_config.PARTS.items() if p.build == "ip"]
 SYNTH_BOARDS = [b for b, p in hls_config.PARTS.items() if p.build == "synth"]
-FLOW_ORDER = ["open_project", "set_top", "add_files", "open_solution", "set_part", "create_clock",
-              "csim_design", "csynth_design", "cosim_design", "export_design", "exit"]
+FLOW_ORDER = [
+    "open_project",
+    "set_top",
+    "add_files",
+    "open_solution",
+    "set_part",
+    "create_clock",
+    "csim_design",
+    "csynth_design",
+    "cosim_design",
+    "export_design",
+    "exit",
+]
 
 
 @pytest.fixture
@@ -337,8 +565,20 @@ def test_ip_board_runs_the_whole_flow_on_its_part(board, tmp_path, golden):
     run = hls(tmp_path, f"board={board}", f"golden={golden}")
     assert run.status == "exit", run.message
     run.assert_clean(VITIS_HLS)
-    assert run.names == ["open_project", "set_top", "add_files", "add_files", "open_solution", "set_part",
-                         "create_clock", "csim_design", "csynth_design", "cosim_design", "export_design", "exit"]
+    assert run.names == [
+        "open_project",
+        "set_top",
+        "add_files",
+        "add_files",
+        "open_solution",
+        "set_part",
+        "create_clock",
+        "csim_design",
+        "csynth_design",
+        "cosim_design",
+        "export_design",
+        "exit",
+    ]
     assert_in_flow_order(run.names)
     assert run.first("set_part")[1:] == [hls_config.PARTS[board].part]
     assert run.first("open_project")[1:] == ["-reset", f"build/prj_{board}"]
@@ -554,14 +794,32 @@ def test_vivado_build_runs_to_the_end(board, tmp_path):
     b = board_design.board(board)
     n = run.names
     # project, catalog, block design, wrapper, runs, reports: in that order
-    order = ["create_project", "update_ip_catalog", "get_ipdefs", "create_bd_design", "validate_bd_design",
-             "save_bd_design", "generate_target", "make_wrapper", "update_compile_order", "launch_runs",
-             "wait_on_runs", "open_run", "report_utilization", "report_timing_summary", "get_timing_paths"]
+    order = [
+        "create_project",
+        "update_ip_catalog",
+        "get_ipdefs",
+        "create_bd_design",
+        "validate_bd_design",
+        "save_bd_design",
+        "generate_target",
+        "make_wrapper",
+        "update_compile_order",
+        "launch_runs",
+        "wait_on_runs",
+        "open_run",
+        "report_utilization",
+        "report_timing_summary",
+        "get_timing_paths",
+    ]
     positions = [_index(n, name) for name in order]
     assert positions == sorted(positions), list(zip(order, positions))
     launches = [c for c in run.calls if c[0] in ("launch_runs", "wait_on_runs")]
-    assert [(c[0], c[1]) for c in launches] == [("launch_runs", "synth_1"), ("wait_on_runs", "synth_1"),
-                                                ("launch_runs", "impl_1"), ("wait_on_runs", "impl_1")]
+    assert [(c[0], c[1]) for c in launches] == [
+        ("launch_runs", "synth_1"),
+        ("wait_on_runs", "synth_1"),
+        ("launch_runs", "impl_1"),
+        ("wait_on_runs", "impl_1"),
+    ]
     assert run.option(launches[2], "-to_step") == "write_bitstream"
     assert run.option(launches[0], "-jobs") == "4"
     # the part is the one of the HLS table, the board preset the one of board_design
@@ -603,8 +861,11 @@ def test_block_design_places_the_ip_and_the_address_map(board, tmp_path):
     for base, size in b.addresses.values():
         expected += [("range", f"0x{size:X}"), ("offset", f"0x{base:08X}")]
     assert addr == expected
-    dma = next(c for c in run.all("set_property") if c[1] == "-dict" and c[-1] == board_design.DMA_NAME
-               and "c_sg_length_width" in c[2])
+    dma = next(
+        c
+        for c in run.all("set_property")
+        if c[1] == "-dict" and c[-1] == board_design.DMA_NAME and "c_sg_length_width" in c[2]
+    )
     assert f"CONFIG.c_sg_length_width {board_design.DMA_LENGTH_WIDTH}" in dma[2]
 
 
@@ -613,8 +874,10 @@ def test_block_design_script_alone(tmp_path):
     for board in board_design.BOARDS:
         params, _, extra = vivado_setup(tmp_path, board)
         driver = tmp_path / f"bd_{board}.tcl"
-        driver.write_text(f"source {tcl_word(str(params))}\nsource {tcl_word(str(OVERLAY_TCL / 'block_design.tcl'))}\n"
-                          "create_lenet5_bd\n")
+        driver.write_text(
+            f"source {tcl_word(str(params))}\nsource {tcl_word(str(OVERLAY_TCL / 'block_design.tcl'))}\n"
+            "create_lenet5_bd\n"
+        )
         run = dry_run(driver, [], VIVADO, tmp_path, extra_tcl=extra)
         assert run.status == "end", run.message
         run.assert_clean(VIVADO)
@@ -636,11 +899,14 @@ def test_vivado_build_stops_on_failure(kwargs, message, tmp_path):
     assert not (work / "lenet5.bit").exists()
 
 
-@pytest.mark.parametrize("argv_of, message", [
-    (lambda p, ip: [str(p), str(ip)], "usage"),
-    (lambda p, ip: [str(p), str(ip), "many"], "'many'"),
-    (lambda p, ip: [str(p.parent / "missing.tcl"), str(ip), "4"], "missing.tcl"),
-])
+@pytest.mark.parametrize(
+    "argv_of, message",
+    [
+        (lambda p, ip: [str(p), str(ip)], "usage"),
+        (lambda p, ip: [str(p), str(ip), "many"], "'many'"),
+        (lambda p, ip: [str(p.parent / "missing.tcl"), str(ip), "4"], "missing.tcl"),
+    ],
+)
 def test_vivado_build_refuses_bad_arguments(argv_of, message, tmp_path):
     params, work, extra = vivado_setup(tmp_path, "pynq-z2")
     argv = argv_of(params, tmp_path / "ip")
@@ -668,16 +934,36 @@ def test_testbench_refuses_a_bad_image_count(tmp_path):
     if include is None:
         pytest.skip("needs g++ and the hls4ml ap_types headers")
     stub = tmp_path / "top_stub.cpp"
-    stub.write_text('#include "lenet5.h"\n'
-                    "void lenet5(hls::stream<axis_word> &, hls::stream<axis_word> &, ap_uint<32>, ap_uint<32>) {}\n")
+    stub.write_text(
+        '#include "lenet5.h"\n'
+        "void lenet5(hls::stream<axis_word> &, hls::stream<axis_word> &, ap_uint<32>, ap_uint<32>) {}\n"
+    )
     exe = tmp_path / "tb"
-    cmd = ["g++", "-std=c++14", "-O0", f"-I{HLS_SRC}", f"-I{HLS_SRC / 'generated'}", "-isystem", include,
-           "-DLENET5_MINIMAL_AXIS", "-w", str(HLS_SRC / "tb" / "lenet5_tb.cpp"), str(stub), "-o", str(exe)]
+    cmd = [
+        "g++",
+        "-std=c++14",
+        "-O0",
+        f"-I{HLS_SRC}",
+        f"-I{HLS_SRC / 'generated'}",
+        "-isystem",
+        include,
+        "-DLENET5_MINIMAL_AXIS",
+        "-w",
+        str(HLS_SRC / "tb" / "lenet5_tb.cpp"),
+        str(stub),
+        "-o",
+        str(exe),
+    ]
     build = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr[-3000:]
-    for args, named in [(["d", "abc"], "'abc'"), (["d", "0"], "'0'"), (["d", "-5"], "'-5'"), (["d", "12x"], "'12x'"),
-                        (["d", "99999999999999999999999"], "'99999999999999999999999'"),
-                        (["d", "5", "extra"], "'extra'")]:
+    for args, named in [
+        (["d", "abc"], "'abc'"),
+        (["d", "0"], "'0'"),
+        (["d", "-5"], "'-5'"),
+        (["d", "12x"], "'12x'"),
+        (["d", "99999999999999999999999"], "'99999999999999999999999'"),
+        (["d", "5", "extra"], "'extra'"),
+    ]:
         proc = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=30)
         assert proc.returncode == 2 and named in proc.stdout, (args, proc.returncode, proc.stdout)
     proc = subprocess.run([str(exe), str(tmp_path / "nowhere"), "5"], capture_output=True, text=True, timeout=30)

@@ -24,7 +24,10 @@ def trained(mnist_dir, tmp_path_factory):
     from lenet5_pynq import train
 
     out = tmp_path_factory.mktemp("train") / "w.npz"
-    assert train.main(["--mnist", str(mnist_dir), "--epochs", "3", "--limit", "3000", "--seed", "7", "--out", str(out)]) == 0
+    assert (
+        train.main(["--mnist", str(mnist_dir), "--epochs", "3", "--limit", "3000", "--seed", "7", "--out", str(out)])
+        == 0
+    )
     return out
 
 
@@ -44,7 +47,10 @@ def test_training_is_reproducible(trained, mnist_dir, tmp_path):
     from lenet5_pynq import train
 
     again = tmp_path / "again.npz"
-    assert train.main(["--mnist", str(mnist_dir), "--epochs", "3", "--limit", "3000", "--seed", "7", "--out", str(again)]) == 0
+    assert (
+        train.main(["--mnist", str(mnist_dir), "--epochs", "3", "--limit", "3000", "--seed", "7", "--out", str(again)])
+        == 0
+    )
     first, _ = weights.load(trained)
     second, _ = weights.load(again)
     for key in network.parameter_names():

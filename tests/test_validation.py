@@ -44,37 +44,43 @@ def huge(params, key="fc1/kernel", factor=1e30):
 
 
 # -------------------------------------------------------------------------------- specs
-@pytest.mark.parametrize("doc, message", [
-    ("null", "a fixed-point spec is a JSON object, not null"),
-    ("[]", "a fixed-point spec is a JSON object, not a list"),
-    ("3", "a fixed-point spec is a JSON object, not 3"),
-    ('"spec"', "a fixed-point spec is a JSON object, not 'spec'"),
-    ("{", "cannot read fixed-point spec"),
-    ("", "cannot read fixed-point spec"),
-])
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ("null", "a fixed-point spec is a JSON object, not null"),
+        ("[]", "a fixed-point spec is a JSON object, not a list"),
+        ("3", "a fixed-point spec is a JSON object, not 3"),
+        ('"spec"', "a fixed-point spec is a JSON object, not 'spec'"),
+        ("{", "cannot read fixed-point spec"),
+        ("", "cannot read fixed-point spec"),
+    ],
+)
 def test_spec_document_not_an_object(tmp_path, doc, message):
     with pytest.raises(fixedspec.SpecError) as e:
         fixedspec.load(write_spec(tmp_path, doc))
     assert message in one_line(e.value) and "spec.json" in str(e.value)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("int_bits", "4", "layers.conv2.accum.int_bits must be an integer, not '4'"),
-    ("int_bits", 10.0, "layers.conv2.accum.int_bits must be an integer, not 10.0"),
-    ("int_bits", None, "layers.conv2.accum.int_bits must be an integer, not null"),
-    ("width", 36.0, "layers.conv2.accum.width must be an integer, not 36.0"),
-    ("width", "36", "layers.conv2.accum.width must be an integer, not '36'"),
-    ("width", True, "layers.conv2.accum.width must be an integer, not True"),
-    ("width", 0, "layers.conv2.accum.width 0 is outside 1..62"),
-    ("width", 63, "layers.conv2.accum.width 63 is outside 1..62"),
-    ("int_bits", 99, "layers.conv2.accum.int_bits 99 gives -63 fraction bits, outside -62..62"),
-    ("int_bits", -40, "layers.conv2.accum.int_bits -40 gives 76 fraction bits"),
-    ("signed", "no", "layers.conv2.accum.signed must be true or false, not 'no'"),
-    ("signed", 1, "layers.conv2.accum.signed must be true or false, not 1"),
-    ("rounding", "AP_ROUND", "layers.conv2.accum.rounding must be one of AP_TRN"),
-    ("saturation", 3, "layers.conv2.accum.saturation must be one of AP_WRAP"),
-    ("colour", "blue", "layers.conv2.accum.colour is not a field of a format"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("int_bits", "4", "layers.conv2.accum.int_bits must be an integer, not '4'"),
+        ("int_bits", 10.0, "layers.conv2.accum.int_bits must be an integer, not 10.0"),
+        ("int_bits", None, "layers.conv2.accum.int_bits must be an integer, not null"),
+        ("width", 36.0, "layers.conv2.accum.width must be an integer, not 36.0"),
+        ("width", "36", "layers.conv2.accum.width must be an integer, not '36'"),
+        ("width", True, "layers.conv2.accum.width must be an integer, not True"),
+        ("width", 0, "layers.conv2.accum.width 0 is outside 1..62"),
+        ("width", 63, "layers.conv2.accum.width 63 is outside 1..62"),
+        ("int_bits", 99, "layers.conv2.accum.int_bits 99 gives -63 fraction bits, outside -62..62"),
+        ("int_bits", -40, "layers.conv2.accum.int_bits -40 gives 76 fraction bits"),
+        ("signed", "no", "layers.conv2.accum.signed must be true or false, not 'no'"),
+        ("signed", 1, "layers.conv2.accum.signed must be true or false, not 1"),
+        ("rounding", "AP_ROUND", "layers.conv2.accum.rounding must be one of AP_TRN"),
+        ("saturation", 3, "layers.conv2.accum.saturation must be one of AP_WRAP"),
+        ("colour", "blue", "layers.conv2.accum.colour is not a field of a format"),
+    ],
+)
 def test_spec_format_fields(tmp_path, field, value, message):
     d = shipped_spec()
     d["layers"]["conv2"]["accum"][field] = value
@@ -83,22 +89,25 @@ def test_spec_format_fields(tmp_path, field, value, message):
     assert message in one_line(e.value)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: d.update(layers=[]), "layers must be an object keyed by layer name, not a list"),
-    (lambda d: d.update(layers=None), "layers must be an object keyed by layer name, not null"),
-    (lambda d: d["layers"].update(conv1=7), "layers.conv1 must be an object, not 7"),
-    (lambda d: d["layers"].pop("fc1"), "layers.fc1 is missing"),
-    (lambda d: d["layers"]["fc3"].pop("bias"), "layers.fc3.bias is missing"),
-    (lambda d: d["layers"]["fc3"]["kernel"].pop("width"), "layers.fc3.kernel.width is missing"),
-    (lambda d: d["layers"].update(fc4=d["layers"]["fc3"]), "layers.fc4 is not a layer of the network"),
-    (lambda d: d.update(input=None), "input must be an object with width"),
-    (lambda d: d.pop("input"), "input is missing"),
-    (lambda d: d.update(format_version="1"), "format_version '1', expected 1"),
-    (lambda d: d.update(format_version=True), "format_version True, expected 1"),
-    (lambda d: d.update(meta=[]), "meta must be an object, not a list"),
-    (lambda d: d.update(weights_sha256=5), "weights_sha256 must be a string, not 5"),
-    (lambda d: d["input"].update(signed=True), "input must be the pixel byte"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.update(layers=[]), "layers must be an object keyed by layer name, not a list"),
+        (lambda d: d.update(layers=None), "layers must be an object keyed by layer name, not null"),
+        (lambda d: d["layers"].update(conv1=7), "layers.conv1 must be an object, not 7"),
+        (lambda d: d["layers"].pop("fc1"), "layers.fc1 is missing"),
+        (lambda d: d["layers"]["fc3"].pop("bias"), "layers.fc3.bias is missing"),
+        (lambda d: d["layers"]["fc3"]["kernel"].pop("width"), "layers.fc3.kernel.width is missing"),
+        (lambda d: d["layers"].update(fc4=d["layers"]["fc3"]), "layers.fc4 is not a layer of the network"),
+        (lambda d: d.update(input=None), "input must be an object with width"),
+        (lambda d: d.pop("input"), "input is missing"),
+        (lambda d: d.update(format_version="1"), "format_version '1', expected 1"),
+        (lambda d: d.update(format_version=True), "format_version True, expected 1"),
+        (lambda d: d.update(meta=[]), "meta must be an object, not a list"),
+        (lambda d: d.update(weights_sha256=5), "weights_sha256 must be a string, not 5"),
+        (lambda d: d["input"].update(signed=True), "input must be the pixel byte"),
+    ],
+)
 def test_spec_structure(tmp_path, change, message):
     d = shipped_spec()
     change(d)
@@ -110,8 +119,9 @@ def test_spec_structure(tmp_path, change, message):
 def test_spec_built_in_python_is_checked_too():
     spec = fixedspec.load()
     f = spec.layers["conv2"]
-    bad = fixedspec.FixedSpec(spec.input, {**spec.layers, "conv2": fixedspec.LayerFormats(
-        f.kernel, f.bias, FixedFormat(36.0, 10), f.output)})
+    bad = fixedspec.FixedSpec(
+        spec.input, {**spec.layers, "conv2": fixedspec.LayerFormats(f.kernel, f.bias, FixedFormat(36.0, 10), f.output)}
+    )
     with pytest.raises(fixedspec.SpecError, match=r"layers\.conv2\.accum\.width must be an integer, not 36\.0"):
         bad.validate()
 
@@ -147,10 +157,13 @@ def test_empty_npz(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "empty.npz" in err and not out.exists()
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"PK\x03\x04 not really a zip", "not a readable weight archive"),
-    (b"\x00" * 64, "not a readable weight archive"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"PK\x03\x04 not really a zip", "not a readable weight archive"),
+        (b"\x00" * 64, "not a readable weight archive"),
+    ],
+)
 def test_garbage_npz(tmp_path, content, message):
     path = tmp_path / "w.npz"
     path.write_bytes(content)
@@ -209,15 +222,18 @@ def test_bound_keeps_float_logits_finite(params):
     assert np.all(np.isfinite(logits))
 
 
-@pytest.mark.parametrize("bad, message", [
-    (lambda p: huge(p), "params: fc1/kernel holds"),
-    (lambda p: {**p, "fc2/bias": np.full(84, np.nan, np.float32)}, "params: fc2/bias holds NaN or infinity"),
-    (lambda p: {**p, "fc2/bias": np.zeros(83, np.float32)}, "params: fc2/bias has shape (83,), expected (84,)"),
-    (lambda p: {k: v for k, v in p.items() if k != "conv2/kernel"}, "params: missing conv2/kernel"),
-    (lambda p: {**p, "fc3/bias": "zeros"}, "params: fc3/bias must hold real numbers"),
-    (lambda p: {**p, "fc3/bias": np.zeros(10, complex)}, "params: fc3/bias must hold real numbers"),
-    (lambda p: list(p.values()), "params: weights must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (lambda p: huge(p), "params: fc1/kernel holds"),
+        (lambda p: {**p, "fc2/bias": np.full(84, np.nan, np.float32)}, "params: fc2/bias holds NaN or infinity"),
+        (lambda p: {**p, "fc2/bias": np.zeros(83, np.float32)}, "params: fc2/bias has shape (83,), expected (84,)"),
+        (lambda p: {k: v for k, v in p.items() if k != "conv2/kernel"}, "params: missing conv2/kernel"),
+        (lambda p: {**p, "fc3/bias": "zeros"}, "params: fc3/bias must hold real numbers"),
+        (lambda p: {**p, "fc3/bias": np.zeros(10, complex)}, "params: fc3/bias must hold real numbers"),
+        (lambda p: list(p.values()), "params: weights must be a mapping"),
+    ],
+)
 def test_params_do_not_skip_the_check(params, bad, message):
     with pytest.raises(weights.WeightsError) as e:
         FloatBackend(params=bad(params), engine="numpy")
@@ -236,8 +252,10 @@ def test_quantize_refuses_weights_no_16_bit_format_holds(tmp_path, capsys, param
     path = tmp_path / "big.npz"
     weights.save(path, {k: np.where(v > 0, 32000.0, -1.0).astype(np.float32) for k, v in params.items()})
     out = tmp_path / "spec.json"
-    assert quantize.main(["--weights", str(path), "--mnist", str(mnist_dir), "--calibration", "50",
-                          "--out", str(out)]) == 2
+    assert (
+        quantize.main(["--weights", str(path), "--mnist", str(mnist_dir), "--calibration", "50", "--out", str(out)])
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "big.npz: no fixed-point formats hold this network" in err
     assert not out.exists()
@@ -258,10 +276,13 @@ def test_overlay_ragged_bin(tmp_path):
         prepare_weights(path)
 
 
-@pytest.mark.parametrize("source, message", [
-    ("empty.npz", "empty.npz: empty file"),
-    ("missing.npz", "missing.npz: no such weight archive"),
-])
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("empty.npz", "empty.npz: empty file"),
+        ("missing.npz", "missing.npz: no such weight archive"),
+    ],
+)
 def test_overlay_bad_archives(tmp_path, source, message):
     (tmp_path / "empty.npz").write_bytes(b"")
     with pytest.raises(WeightFormatError, match=message):

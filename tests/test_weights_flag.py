@@ -9,7 +9,6 @@ import json
 
 import numpy as np
 import pytest
-
 from simboard_fixtures import sample_images
 
 from lenet5_pynq import backends, bench, classify, evaluate, fixedspec, golden, mnist, quantize, weights
@@ -107,8 +106,12 @@ def test_float_backend_runs_the_given_weights(retrained):
     from lenet5_pynq.backends.cpu import FloatBackend
 
     images = sample_images(32, seed=9)
-    got = backends.load_backend("cpu-float", verbose=False, weights_path=retrained["own"],
-                                spec_path=retrained["own"].with_name("fixed_spec.json")).predict(images)
+    got = backends.load_backend(
+        "cpu-float",
+        verbose=False,
+        weights_path=retrained["own"],
+        spec_path=retrained["own"].with_name("fixed_spec.json"),
+    ).predict(images)
     np.testing.assert_array_equal(got.logits, FloatBackend(params=retrained["params"]).predict(images).logits)
     assert not np.array_equal(got.logits, FloatBackend().predict(images).logits)
 
@@ -140,8 +143,16 @@ def test_missing_spec_beside_the_weights_is_one_line_naming_it(retrained, small_
 
 
 def test_a_spec_made_for_other_weights_is_refused(retrained, small_mnist, capsys):
-    argv = ["--backend", "cpu", "--weights", str(retrained["fabric"]), "--spec", str(fixedspec.SHIPPED),
-            "--mnist", str(small_mnist)]
+    argv = [
+        "--backend",
+        "cpu",
+        "--weights",
+        str(retrained["fabric"]),
+        "--spec",
+        str(fixedspec.SHIPPED),
+        "--mnist",
+        str(small_mnist),
+    ]
     assert evaluate.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "made for weights" in err and str(fixedspec.SHIPPED) in err
@@ -178,8 +189,22 @@ def test_bench_runs_the_given_weights_and_skips_what_cannot(retrained, capsys):
 # ------------------------------------------------------------------ quantize --fabric-formats
 def test_quantize_fabric_formats_keeps_the_built_formats(retrained, small_mnist, tmp_path, capsys):
     out = tmp_path / "spec.json"
-    assert quantize.main(["--weights", str(retrained["own"]), "--mnist", str(small_mnist), "--fabric-formats",
-                          "--calibration", str(IMAGES), "--out", str(out)]) == 0
+    assert (
+        quantize.main(
+            [
+                "--weights",
+                str(retrained["own"]),
+                "--mnist",
+                str(small_mnist),
+                "--fabric-formats",
+                "--calibration",
+                str(IMAGES),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     spec, shipped = fixedspec.load(out, retrained["own"]), fixedspec.load()
     assert spec.layers == shipped.layers and spec.input == shipped.input
     assert f"wrote {out}" in capsys.readouterr().out
@@ -191,8 +216,12 @@ def test_quantize_fabric_formats_refuses_what_does_not_fit(small_mnist, tmp_path
     big = {**params, "fc1/kernel": params["fc1/kernel"] * 4}  # beyond the kernel's format
     path = tmp_path / "big.npz"
     weights.save(path, big)
-    assert quantize.main(["--weights", str(path), "--mnist", str(small_mnist), "--fabric-formats",
-                          "--calibration", str(IMAGES)]) == 2
+    assert (
+        quantize.main(
+            ["--weights", str(path), "--mnist", str(small_mnist), "--fabric-formats", "--calibration", str(IMAGES)]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(f"error: {path}: does not fit the accelerator's formats")
     assert "fc1/kernel beyond ap_fixed<16, 2" in err and not (tmp_path / "fixed_spec.json").exists()

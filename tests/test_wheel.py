@@ -37,8 +37,12 @@ def wheel(tmp_path_factory) -> Path:
     # needed); else pip fetches the build requirements pyproject.toml names.
     isolation = [] if _can_build_wheels_here() else ["--use-pep517"]
     no_isolation = ["--no-build-isolation"] if not isolation else []
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *no_isolation, *isolation,
-                           "-w", str(out), str(REPO)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *no_isolation, *isolation, "-w", str(out), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (built,) = out.glob("lenet5_pynq-*.whl")
     return built
@@ -48,18 +52,43 @@ def wheel(tmp_path_factory) -> Path:
 def installed(wheel, tmp_path_factory) -> Path:
     """The wheel unpacked as pip installs it (no dependencies: this environment has them)."""
     target = tmp_path_factory.mktemp("site")
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile",
-                           "--target", str(target), str(wheel)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-compile",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return target
 
 
 def test_wheel_carries_the_sources_and_the_notebooks(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for path in ("hls_src/Makefile", "hls_src/lenet5.cpp", "hls_src/lenet5_layers.h", "hls_src/csim_api.h",
-                 "hls_src/csim_api.cpp", "hls_src/generated/lenet5_types.h", "hls_src/generated/lenet5_weights.h",
-                 "hls_src/tb/lenet5_tb.cpp", "cuda/include/lenet5_gpu.h", "cuda/src/api.cu",
-                 "cuda/src/launch.cu", "cuda/generated/lenet5_shapes.h"):
+    for path in (
+        "hls_src/Makefile",
+        "hls_src/lenet5.cpp",
+        "hls_src/lenet5_layers.h",
+        "hls_src/csim_api.h",
+        "hls_src/csim_api.cpp",
+        "hls_src/generated/lenet5_types.h",
+        "hls_src/generated/lenet5_weights.h",
+        "hls_src/tb/lenet5_tb.cpp",
+        "cuda/include/lenet5_gpu.h",
+        "cuda/src/api.cu",
+        "cuda/src/launch.cu",
+        "cuda/generated/lenet5_shapes.h",
+    ):
         assert f"lenet5_pynq/_src/{path}" in names, path
     for notebook in sorted((REPO / "notebooks").glob("*.ipynb")):
         assert f"lenet5_pynq/bitstreams/notebooks/{notebook.name}" in names
@@ -80,8 +109,14 @@ def test_from_the_wheel_sim_builds_into_the_cache_and_is_bit_exact(installed, tm
     env = {**os.environ, "PYTHONPATH": str(installed), "LENET5_CACHE": str(cache), "LENET5_MNIST": str(mnist_dir)}
     package = installed / "lenet5_pynq"
     before = sorted(p for p in package.rglob("*") if "__pycache__" not in p.parts)
-    proc = subprocess.run([sys.executable, "-m", "lenet5_pynq.evaluate", "--backend", "sim", "--limit", "40",
-                           "--json", "--quiet"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lenet5_pynq.evaluate", "--backend", "sim", "--limit", "40", "--json", "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert report["images"] == 40 and report["bit_exact_with_golden"] == 40

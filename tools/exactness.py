@@ -12,9 +12,9 @@ installed (pip install -e .).
 import hashlib
 from pathlib import Path
 
+import _requires  # noqa: F401  (stops with one line when lenet5_pynq is not installed)
 import numpy as np
 
-import _requires  # noqa: F401  (stops with one line when lenet5_pynq is not installed)
 from lenet5_pynq import fixedspec, golden, gpu, mnist, weights
 from lenet5_pynq.backends.cpu import FloatBackend
 

@@ -15,9 +15,9 @@ import shutil
 import sys
 from pathlib import Path
 
+import _requires  # noqa: F401  (stops with one line when lenet5_pynq is not installed)
 import numpy as np
 
-import _requires  # noqa: F401  (stops with one line when lenet5_pynq is not installed)
 from lenet5_pynq import keras_model, mnist, weights
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,9 +8,9 @@ Needs the built library (python -m lenet5_pynq.gpu build) and lenet5_pynq instal
 
 import sys
 
+import _requires  # noqa: F401  (stops with one line when lenet5_pynq is not installed)
 import numpy as np
 
-import _requires  # noqa: F401  (stops with one line when lenet5_pynq is not installed)
 from lenet5_pynq import fixedspec, gpu, weights
 
 variant = sys.argv[1] if len(sys.argv) > 1 else "warp"

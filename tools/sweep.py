@@ -14,9 +14,9 @@ import statistics
 import sys
 import time
 
+import _requires  # noqa: F401  (stops with one line when lenet5_pynq is not installed)
 import numpy as np
 
-import _requires  # noqa: F401  (stops with one line when lenet5_pynq is not installed)
 from lenet5_pynq import fixedspec, gpu, gpu_timing, weights
 
 

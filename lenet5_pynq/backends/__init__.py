@@ -18,7 +18,11 @@ _REGISTRY = {
     "gpu-float": ("lenet5_pynq.backends.gpu", "GpuFloatBackend", {}),
     "torch": ("lenet5_pynq.backends.torch_ref", "TorchBackend", {}),
     "torch-fp16": ("lenet5_pynq.backends.torch_ref", "TorchBackend", {"dtype": "float16", "channels_last": True}),
-    "torch-compile": ("lenet5_pynq.backends.torch_ref", "TorchBackend", {"dtype": "float16", "channels_last": True, "compile": True}),
+    "torch-compile": (
+        "lenet5_pynq.backends.torch_ref",
+        "TorchBackend",
+        {"dtype": "float16", "channels_last": True, "compile": True},
+    ),
     "keras": ("lenet5_pynq.backends.keras_ref", "KerasBackend", {}),
     "keras-direct": ("lenet5_pynq.backends.keras_ref", "KerasBackend", {"direct": True}),
     "hls4ml-csim": ("lenet5_pynq.backends.hls4ml_ref", "Hls4mlBackend", {}),
@@ -109,5 +113,14 @@ def load_backend(name: str = "auto", verbose: bool = True, **kwargs) -> Backend:
     return make(**{**defaults, **_fit_arguments(name, make, kwargs)})
 
 
-__all__ = ["Backend", "BackendUnavailable", "Prediction", "check_images", "load_backend", "names", "register",
-           "weight_arguments", "weight_files"]
+__all__ = [
+    "Backend",
+    "BackendUnavailable",
+    "Prediction",
+    "check_images",
+    "load_backend",
+    "names",
+    "register",
+    "weight_arguments",
+    "weight_files",
+]

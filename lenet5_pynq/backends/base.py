@@ -62,8 +62,10 @@ def weight_files(weights_path=None, spec_path=None) -> tuple[Path, Path]:
         return weights_path, Path(spec_path)
     beside = weights_path.with_name(fixedspec.SHIPPED.name)
     if not beside.exists() and weights_path.is_file():
-        raise fixedspec.SpecError(f"{weights_path}: no fixed-point spec beside it ({beside} does not exist): "
-                                  f"python -m lenet5_pynq.quantize --weights {weights_path} writes it, or pass --spec")
+        raise fixedspec.SpecError(
+            f"{weights_path}: no fixed-point spec beside it ({beside} does not exist): "
+            f"python -m lenet5_pynq.quantize --weights {weights_path} writes it, or pass --spec"
+        )
     return weights_path, beside
 
 
@@ -73,14 +75,22 @@ def check_built_formats(spec: fixedspec.FixedSpec, source: str, what: str = "the
     built = fixedspec.load(fixedspec.SHIPPED)
     diffs = [("input", spec.input, built.input)]
     for layer in network.LAYERS:
-        diffs += [(f"layers.{layer.name}.{tensor}", getattr(spec.layers[layer.name], tensor),
-                   getattr(built.layers[layer.name], tensor)) for tensor in fixedspec.TENSORS]
+        diffs += [
+            (
+                f"layers.{layer.name}.{tensor}",
+                getattr(spec.layers[layer.name], tensor),
+                getattr(built.layers[layer.name], tensor),
+            )
+            for tensor in fixedspec.TENSORS
+        ]
     diffs = [(field, a, b) for field, a, b in diffs if a != b]
     if diffs:
         field, a, b = diffs[0]
         more = f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else ""
-        raise fixedspec.SpecError(f"{source}: {field} is {a.ctype()}, {what} was built with {b.ctype()}{more}: "
-                                  "quantize the weights with --fabric-formats, or build the accelerator for this spec")
+        raise fixedspec.SpecError(
+            f"{source}: {field} is {a.ctype()}, {what} was built with {b.ctype()}{more}: "
+            "quantize the weights with --fabric-formats, or build the accelerator for this spec"
+        )
 
 
 class Backend:

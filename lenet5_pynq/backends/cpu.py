@@ -67,7 +67,10 @@ def _pack_for_c(params: dict[str, np.ndarray]) -> list[np.ndarray]:
         elif isinstance(previous, network.Conv):
             h, w, c = shape.in_shape
             kernel = kernel.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(h * w * c, -1)
-        packed += [np.ascontiguousarray(kernel, np.float32), np.ascontiguousarray(params[f"{layer.name}/bias"], np.float32)]
+        packed += [
+            np.ascontiguousarray(kernel, np.float32),
+            np.ascontiguousarray(params[f"{layer.name}/bias"], np.float32),
+        ]
         previous = layer
     return packed
 
@@ -105,7 +108,10 @@ class FloatBackend(Backend):
             return self._numpy.logits(images)
         out = np.empty((len(images), network.NUM_CLASSES), np.float32)
         status = self._lib.lenet5_float_forward(
-            self._param_ptrs, self._ffi.from_buffer("uint8_t[]", images), len(images), self._ffi.from_buffer("float[]", out)
+            self._param_ptrs,
+            self._ffi.from_buffer("uint8_t[]", images),
+            len(images),
+            self._ffi.from_buffer("float[]", out),
         )
         if status:
             raise RuntimeError(f"lenet5_float_forward failed with status {status}")

@@ -17,7 +17,6 @@ import numpy as np
 from .. import fixedspec, weights
 from .base import Backend, BackendUnavailable, Prediction, check_images, weight_files
 
-
 NVIDIA_DRIVER = "/proc/driver/nvidia/version"  # the kernel driver's (also inside GPU containers)
 
 

@@ -14,7 +14,7 @@ from .base import Backend, BackendUnavailable, Prediction, check_images
 
 def _keras():
     try:
-        import keras  # noqa: F401
+        import keras
         import tensorflow  # noqa: F401
     except ImportError:
         raise BackendUnavailable("tensorflow is not installed (pip install -e '.[train]')") from None

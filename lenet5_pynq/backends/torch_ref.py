@@ -44,7 +44,9 @@ def build_module(torch, params: dict[str, np.ndarray]):
                 b = params[f"{layer.name}/bias"]
                 if isinstance(layer, network.Conv):
                     mod = nn.Conv2d(s.in_shape[2], layer.filters, layer.kernel)
-                    mod.weight.data = torch.from_numpy(np.ascontiguousarray(k.transpose(3, 2, 0, 1)))  # (out, in, kh, kw)
+                    mod.weight.data = torch.from_numpy(
+                        np.ascontiguousarray(k.transpose(3, 2, 0, 1))
+                    )  # (out, in, kh, kw)
                 else:
                     mod = nn.Linear(s.fan_in, layer.units)
                     mod.weight.data = torch.from_numpy(np.ascontiguousarray(k.T))
@@ -80,7 +82,9 @@ class TorchBackend(Backend):
         torch = _torch()
         self.torch = torch
         params = weights.load(weights_path)[0] if params is None else weights.check(params, "params")
-        self.name = "torch-compile" if compile else ("torch" if dtype == "float32" else f"torch-{dtype.replace('float', 'fp')}")
+        self.name = (
+            "torch-compile" if compile else ("torch" if dtype == "float32" else f"torch-{dtype.replace('float', 'fp')}")
+        )
         self.dtype = getattr(torch, dtype)
         if self.dtype == torch.float32:
             # Keras's numbers: no TF32 in convolutions or matrix products (a process-wide switch).

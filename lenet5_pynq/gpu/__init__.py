@@ -9,12 +9,47 @@
 
 from __future__ import annotations
 
-from .library import (ENV_LIB, GPU_DIR, HEADER, LIB_NAME, GpuError, GpuLibraryMissing, build_dir, check_header,
-                      declared_functions, device_count, header_cdef, library_path, load_library)
 from .handle import MODES, VARIANTS, GpuNetwork
+from .library import (
+    ENV_LIB,
+    GPU_DIR,
+    HEADER,
+    LIB_NAME,
+    GpuError,
+    GpuLibraryMissing,
+    build_dir,
+    check_header,
+    declared_functions,
+    device_count,
+    header_cdef,
+    library_path,
+    load_library,
+)
 from .nvcc import ARCHS, SHAPES_HEADER, SOURCES, build, nvcc_command, nvcc_path, shapes_header, write_shapes_header
 
-__all__ = ["ARCHS", "ENV_LIB", "GPU_DIR", "HEADER", "LIB_NAME", "MODES", "SHAPES_HEADER", "SOURCES", "VARIANTS",
-           "GpuError", "GpuLibraryMissing", "GpuNetwork", "build", "build_dir", "check_header", "declared_functions",
-           "device_count", "header_cdef", "library_path", "load_library", "nvcc_command", "nvcc_path",
-           "shapes_header", "write_shapes_header"]
+__all__ = [
+    "ARCHS",
+    "ENV_LIB",
+    "GPU_DIR",
+    "HEADER",
+    "LIB_NAME",
+    "MODES",
+    "SHAPES_HEADER",
+    "SOURCES",
+    "VARIANTS",
+    "GpuError",
+    "GpuLibraryMissing",
+    "GpuNetwork",
+    "build",
+    "build_dir",
+    "check_header",
+    "declared_functions",
+    "device_count",
+    "header_cdef",
+    "library_path",
+    "load_library",
+    "nvcc_command",
+    "nvcc_path",
+    "shapes_header",
+    "write_shapes_header",
+]

@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from .. import cli_types, source_tree
-from .library import GpuError, GpuLibraryMissing, HEADER, check_header, device_count, library_path
+from .library import HEADER, GpuError, GpuLibraryMissing, check_header, device_count, library_path
 from .nvcc import ARCHS, SHAPES_HEADER, build, write_shapes_header
 
 
@@ -26,9 +26,15 @@ def main(argv=None) -> int:
     h = sub.add_parser("header", help="write cuda/generated/lenet5_shapes.h from network.py")
     h.add_argument("--check", action="store_true", help="only check that it is up to date")
     b = sub.add_parser("build", help="compile cuda/ with nvcc")
-    b.add_argument("--arch", action="append", type=cli_types.matching(r"(sm|compute)_\d{2,3}[a-z]?", "an sm_XY architecture"),
-                   help=f"sm_XY (repeatable); default {' '.join(ARCHS)}")
-    b.add_argument("--out", type=cli_types.directory, default=None, help="default: cuda/build, or the build cache from a wheel")
+    b.add_argument(
+        "--arch",
+        action="append",
+        type=cli_types.matching(r"(sm|compute)_\d{2,3}[a-z]?", "an sm_XY architecture"),
+        help=f"sm_XY (repeatable); default {' '.join(ARCHS)}",
+    )
+    b.add_argument(
+        "--out", type=cli_types.directory, default=None, help="default: cuda/build, or the build cache from a wheel"
+    )
     sub.add_parser("check-header", help="check that the CFFI declarations match the C header")
     sub.add_parser("info", help="library, driver and card")
     args = ap.parse_args(argv)
@@ -38,8 +44,10 @@ def main(argv=None) -> int:
             print(f"{SHAPES_HEADER}: {'up to date' if ok else 'STALE: run python -m lenet5_pynq.gpu header'}")
             return 0 if ok else 1
         if not source_tree.in_checkout():
-            print(f"error: {SHAPES_HEADER} belongs to the installed package; regenerate it in a source checkout",
-                  file=sys.stderr)
+            print(
+                f"error: {SHAPES_HEADER} belongs to the installed package; regenerate it in a source checkout",
+                file=sys.stderr,
+            )
             return 2
         write_shapes_header()
         print(SHAPES_HEADER)
@@ -59,8 +67,11 @@ def main(argv=None) -> int:
             print(f"error: {p}", file=sys.stderr)
         if not problems:
             library = library_path()
-            exports = ("the library exports them" if library.is_file()
-                       else f"the library's exports not checked ({library} is not built)")
+            exports = (
+                "the library exports them"
+                if library.is_file()
+                else f"the library's exports not checked ({library} is not built)"
+            )
             print(f"{HEADER.name}: CFFI reads its declarations, {exports}; {SHAPES_HEADER.name} up to date")
         return 1 if problems else 0
     if args.cmd == "info":

@@ -75,7 +75,10 @@ class GpuNetwork:
                 q = quantized[i]
                 if q.name != layer.name:
                     raise ValueError(f"quantized layer {i} is {q.name!r}, expected {layer.name!r}")
-                for part, values, count in (("kernel_raw", q.kernel, sizes["kernel"]), ("bias_raw", q.bias, sizes["bias"])):
+                for part, values, count in (
+                    ("kernel_raw", q.kernel, sizes["kernel"]),
+                    ("bias_raw", q.bias, sizes["bias"]),
+                ):
                     arr = _as_int16(values, f"{layer.name} {part}")
                     if arr.size != count:
                         raise ValueError(f"{layer.name} {part}: {arr.size} values, library expects {count}")
@@ -165,7 +168,9 @@ class GpuNetwork:
                 log_ptr = ffi.from_buffer(logits, require_writable=True)
             except (ValueError, TypeError, BufferError) as e:
                 raise ValueError(f"logits must be writable, C-contiguous {want}[n, {self.num_classes}] ({e})") from None
-        self._last = (images, classes, logits, mode, n, m, img_ptr, cls_ptr, log_ptr) if 0 < n <= _KEEP_POINTERS else None
+        self._last = (
+            (images, classes, logits, mode, n, m, img_ptr, cls_ptr, log_ptr) if 0 < n <= _KEEP_POINTERS else None
+        )
         status = self.lib.lenet5_gpu_infer_host(handle, m, img_ptr, n, cls_ptr, log_ptr)
         if status:
             _check(self.lib, ffi, status, "infer")
@@ -181,7 +186,10 @@ class GpuNetwork:
         on the GPU clock from the kernel seeing a call to its answer) so far."""
         calls, launches, gpu_us = self.ffi.new("int64_t *"), self.ffi.new("int64_t *"), self.ffi.new("double *")
         _check(
-            self.lib, self.ffi, self.lib.lenet5_gpu_resident_stats(self._handle, calls, launches, gpu_us), "resident stats"
+            self.lib,
+            self.ffi,
+            self.lib.lenet5_gpu_resident_stats(self._handle, calls, launches, gpu_us),
+            "resident stats",
         )
         return int(calls[0]), int(launches[0]), float(gpu_us[0])
 
@@ -192,7 +200,9 @@ class GpuNetwork:
         self.infer_into(images, mode, classes, logits)
         return classes, logits
 
-    def infer_device(self, images_ptr: int, n: int, mode: str, classes_ptr: int, logits_ptr: int, stream: int = 0) -> None:
+    def infer_device(
+        self, images_ptr: int, n: int, mode: str, classes_ptr: int, logits_ptr: int, stream: int = 0
+    ) -> None:
         """Device pointers (integers, e.g. tensor.data_ptr()); asynchronous on `stream`."""
         ffi = self.ffi
         _check(
@@ -204,7 +214,9 @@ class GpuNetwork:
             "infer_device",
         )  # fmt: skip
 
-    def time_device(self, images: np.ndarray, batch: int, mode: str, calls: int, warmup: int, repeats: int) -> np.ndarray:
+    def time_device(
+        self, images: np.ndarray, batch: int, mode: str, calls: int, warmup: int, repeats: int
+    ) -> np.ndarray:
         """Seconds per device-to-device call for each repeat; images holds the rotating sets."""
         images = np.ascontiguousarray(images, dtype=np.uint8)
         if len(images) % batch:
@@ -221,5 +233,3 @@ class GpuNetwork:
             "time_device",
         )  # fmt: skip
         return out.astype(np.float64) * 1e-3
-
-

@@ -56,8 +56,11 @@ def header_enum(prefix: str, path: Path = HEADER) -> dict[str, int]:
 
 def declared_functions(cdef: str) -> list[str]:
     """Names of the C API's functions that a cdef declares."""
-    return [name for name in sharedlib.declared_functions(re.sub(r"/\*.*?\*/", " ", cdef, flags=re.S))
-            if name.startswith("lenet5_gpu_")]
+    return [
+        name
+        for name in sharedlib.declared_functions(re.sub(r"/\*.*?\*/", " ", cdef, flags=re.S))
+        if name.startswith("lenet5_gpu_")
+    ]
 
 
 def check_header(path: Path = HEADER, library: Path | None = None) -> list[str]:
@@ -73,7 +76,7 @@ def check_header(path: Path = HEADER, library: Path | None = None) -> list[str]:
         import cffi
 
         cffi.FFI().cdef(body)
-    except Exception as e:  # noqa: BLE001 - any parse failure is the finding
+    except Exception as e:
         problems.append(f"cffi cannot parse {path.name}: {type(e).__name__}: {e}")
     library = library if library is not None else library_path()
     if library.is_file():
@@ -137,5 +140,3 @@ def device_count() -> int:
     count = ffi.new("int *")
     _check(lib, ffi, lib.lenet5_gpu_device_count(count), "device count")
     return count[0]
-
-

@@ -127,8 +127,10 @@ def build(out_dir: Path | None = None, archs=ARCHS, verbose: bool = True, extra=
     never rewritten) and compile the library into `out_dir` (default `build_dir()`); returns its path."""
     missing = [str(p) for p in (HEADER, *(GPU_DIR / "src" / s for s in SOURCES)) if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"the CUDA sources are missing ({', '.join(missing)}): "
-                                "this is neither a source checkout nor a complete wheel")
+        raise FileNotFoundError(
+            f"the CUDA sources are missing ({', '.join(missing)}): "
+            "this is neither a source checkout nor a complete wheel"
+        )
     if regenerate and source_tree.in_checkout():
         write_shapes_header()
     out_dir = Path(out_dir) if out_dir is not None else build_dir()
@@ -150,5 +152,3 @@ def build(out_dir: Path | None = None, archs=ARCHS, verbose: bool = True, extra=
     finally:
         temporary.unlink(missing_ok=True)
     return out
-
-

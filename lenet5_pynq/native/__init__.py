@@ -93,7 +93,9 @@ def cache_dir() -> Path:
         if fallback.is_symlink() or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
             raise BuildError(f"build cache {fallback} is not a directory owned by this user")
     except OSError as e:
-        raise BuildError(f"build cache {chosen} {problem}, and {fallback} cannot be created ({e.strerror or e})") from None
+        raise BuildError(
+            f"build cache {chosen} {problem}, and {fallback} cannot be created ({e.strerror or e})"
+        ) from None
     if _cache_problem(fallback) is not None:
         raise BuildError(f"build cache {chosen} {problem}, and {fallback} is not writable")
     where = f"${ENV_CACHE}={raw}" if raw else str(chosen)
@@ -173,7 +175,7 @@ def target_flags(arch: str | None = None, neon: bool | None = None, clang: bool 
     return flags
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _is_clang(cc: str) -> bool:
     try:
         return "clang" in subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
@@ -274,8 +276,13 @@ def load(source: str, defines: dict[str, str]):
             ffi = cffi.FFI()
             ffi.cdef(cdef)
             try:
-                lib = sharedlib.open_library(path, ffi, sharedlib.declared_functions(cdef),
-                                             rebuild=lambda: build(source, defines, force=True), what=f"{source} kernel")
+                lib = sharedlib.open_library(
+                    path,
+                    ffi,
+                    sharedlib.declared_functions(cdef),
+                    rebuild=lambda: build(source, defines, force=True),
+                    what=f"{source} kernel",
+                )
             except sharedlib.LibraryError as e:
                 raise BuildError(str(e)) from None
             _LOADED[path] = (ffi, lib)

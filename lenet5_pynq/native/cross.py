@@ -47,10 +47,24 @@ class Target:
 
 
 TARGETS = {
-    "armv7": Target("armv7", "arm-linux-gnueabihf", "qemu-arm", "cortex-a9", "PYNQ-Z2 (Zynq-7020)",
-                    ("-mfpu=vfpv3-d16",), "-mfpu=vfpv3-d16: no NEON, the kernel as the board built it before issue 12"),
-    "aarch64": Target("aarch64", "aarch64-linux-gnu", "qemu-aarch64", "cortex-a53", "ZCU104, KV260",
-                      ("+nosimd",), "-mcpu=cortex-a53+nosimd: no NEON at all, a reference point only"),
+    "armv7": Target(
+        "armv7",
+        "arm-linux-gnueabihf",
+        "qemu-arm",
+        "cortex-a9",
+        "PYNQ-Z2 (Zynq-7020)",
+        ("-mfpu=vfpv3-d16",),
+        "-mfpu=vfpv3-d16: no NEON, the kernel as the board built it before issue 12",
+    ),
+    "aarch64": Target(
+        "aarch64",
+        "aarch64-linux-gnu",
+        "qemu-aarch64",
+        "cortex-a53",
+        "ZCU104, KV260",
+        ("+nosimd",),
+        "-mcpu=cortex-a53+nosimd: no NEON at all, a reference point only",
+    ),
 }
 VARIANTS = ("scalar", "neon")
 
@@ -73,8 +87,11 @@ def variant_flags(target: Target, variant: str, neon_check: bool = True) -> list
         flags = [f"-mcpu={target.cpu}", *target_flags(target.arch, neon=True)]
     elif variant == "scalar":
         cpu = target.cpu + "".join(f for f in target.scalar if f.startswith("+"))
-        flags = [f"-mcpu={cpu}", *target_flags(target.arch, neon=False),
-                 *(f for f in target.scalar if not f.startswith("+"))]
+        flags = [
+            f"-mcpu={cpu}",
+            *target_flags(target.arch, neon=False),
+            *(f for f in target.scalar if not f.startswith("+")),
+        ]
     else:
         raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
     return flags + ([] if neon_check else ["-DNEON_SUBNORMAL_CHECK=0"])
@@ -118,8 +135,12 @@ def run(target: Target, exe: Path, params: Path, images: np.ndarray, plugin: Pat
         cmd = [target.qemu, "-cpu", target.cpu]
         if plugin is not None:
             cmd += ["-plugin", str(plugin), "-d", "plugin", "-D", str(log)]
-        result = subprocess.run([*cmd, str(exe), str(params), str(image_file), str(logit_file)],
-                                capture_output=True, text=True, timeout=3600)
+        result = subprocess.run(
+            [*cmd, str(exe), str(params), str(image_file), str(logit_file)],
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
         if result.returncode:
             raise RuntimeError(f"{exe.name} under {target.qemu} failed ({result.returncode}): {result.stderr.strip()}")
         logits = np.fromfile(logit_file, np.float32).reshape(len(images), network.NUM_CLASSES)
@@ -139,7 +160,7 @@ _FUSED = re.compile(r"vfn?m[as]\.f32|fml[as]|fn?madd|fn?msub")
 
 
 def kind(mnemonic: str, operand: str) -> str | None:
-    """"fused", "vector" (NEON) or "scalar" for a float32 multiply or add, by its first operand,
+    """ "fused", "vector" (NEON) or "scalar" for a float32 multiply or add, by its first operand,
     None for any other instruction."""
     if _MULADD_A32.fullmatch(mnemonic):  # ARMv7: vmla.f32 q8 or d8 is NEON, vmla.f32 s0 VFP
         vector, scalar = operand[:1] in ("q", "d"), operand == "s"
@@ -169,8 +190,9 @@ def tally(counts: Counter) -> dict[str, int]:
 
 def disassembly(target: Target, obj: Path) -> Counter:
     """The object's instructions, each once, keyed (mnemonic, operand kind) as the plugin keys them."""
-    dump = subprocess.run([f"{target.triplet}-objdump", "-d", "--no-show-raw-insn", str(obj)],
-                          capture_output=True, text=True, check=True).stdout
+    dump = subprocess.run(
+        [f"{target.triplet}-objdump", "-d", "--no-show-raw-insn", str(obj)], capture_output=True, text=True, check=True
+    ).stdout
     counts = Counter()
     for line in dump.splitlines():
         parts = line.split("\t")
@@ -188,8 +210,10 @@ def dynamic_counts(target: Target, exe: Path, params: Path, images: np.ndarray, 
     """Instructions executed per image (from runs of n and 2n images, so the per-call costs
     cancel) and per call of the kernel (a run of n images less n images' worth and a run of none)."""
     n = len(images)
-    tallies = [tally(run(target, exe, params, batch, plugin)[1])
-               for batch in (images[:0], images, np.concatenate([images, images]))]
+    tallies = [
+        tally(run(target, exe, params, batch, plugin)[1])
+        for batch in (images[:0], images, np.concatenate([images, images]))
+    ]
     out = {}
     for key in tallies[0]:
         none, once, twice = (t[key] for t in tallies)
@@ -228,8 +252,11 @@ def differing(a: np.ndarray, b: np.ndarray) -> int:
 def table(rows: list[dict]) -> str:
     """Rows of {target, build, static, dynamic, differing} as a markdown table: `static_counts`,
     `dynamic_counts` and, per image set, [images whose logits differ, images]."""
-    lines = ["| target | build | static vector / scalar / fused | per image: instructions, vector, scalar, fused "
-             "| per call | images differing from this machine |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| target | build | static vector / scalar / fused | per image: instructions, vector, scalar, fused "
+        "| per call | images differing from this machine |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for row in rows:
         st, dy = row.get("static"), row.get("dynamic")
         static = f"{st['vector']} / {st['scalar']} / {st['fused']}" if st else ""

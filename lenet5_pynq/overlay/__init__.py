@@ -31,6 +31,7 @@ reset of its own in `ap_ctrl_hs`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -39,38 +40,130 @@ from pynq import Overlay
 
 from .. import bitstreams, board_design, hls_stream, network
 from ..backends.base import Prediction, check_images
-from .core import (AP_AUTO_RESTART, AP_DONE, AP_IDLE, AP_READY, AP_START, REG_CTRL, REG_MODE, REG_N,
-                   LeNet5Core)
-from .dma import (DMACR_DLY_IRQEN, DMACR_ERR_IRQEN, DMACR_IOC_IRQEN, DMACR_RESET, DMACR_RESET_VALUE, DMACR_RS,
-                  DMASR_BITS, DMASR_DLY_IRQ, DMASR_DMADECERR, DMASR_DMAINTERR, DMASR_DMASLVERR, DMASR_ERR_IRQ,
-                  DMASR_ERRORS, DMASR_HALTED, DMASR_IDLE, DMASR_IOC_IRQ, DMASR_SGINCLD, MM2S_DMACR, MM2S_DMASR,
-                  MM2S_LENGTH, MM2S_SA, MM2S_SA_MSB, S2MM_DA, S2MM_DA_MSB, S2MM_DMACR, S2MM_DMASR, S2MM_LENGTH,
-                  AxiDma, DmaChannel, describe_status)
-from .errors import (AcceleratorError, DmaError, DmaTimeout, OverlayClosed, OverlayNotFound, ShortTransfer,
-                     WeightFormatError, WeightLoadError)
-from .runner import (DEFAULT_CHUNK_IMAGES, DEFAULT_TIMEOUT_PER_IMAGE_S, DEFAULT_TIMEOUT_S, IMAGE_BYTES,
-                     RESULT_BYTES, CallTiming, StreamRunner, check_timeout)
+from .core import AP_AUTO_RESTART, AP_DONE, AP_IDLE, AP_READY, AP_START, REG_CTRL, REG_MODE, REG_N, LeNet5Core
+from .dma import (
+    DMACR_DLY_IRQEN,
+    DMACR_ERR_IRQEN,
+    DMACR_IOC_IRQEN,
+    DMACR_RESET,
+    DMACR_RESET_VALUE,
+    DMACR_RS,
+    DMASR_BITS,
+    DMASR_DLY_IRQ,
+    DMASR_DMADECERR,
+    DMASR_DMAINTERR,
+    DMASR_DMASLVERR,
+    DMASR_ERR_IRQ,
+    DMASR_ERRORS,
+    DMASR_HALTED,
+    DMASR_IDLE,
+    DMASR_IOC_IRQ,
+    DMASR_SGINCLD,
+    MM2S_DMACR,
+    MM2S_DMASR,
+    MM2S_LENGTH,
+    MM2S_SA,
+    MM2S_SA_MSB,
+    S2MM_DA,
+    S2MM_DA_MSB,
+    S2MM_DMACR,
+    S2MM_DMASR,
+    S2MM_LENGTH,
+    AxiDma,
+    DmaChannel,
+    describe_status,
+)
+from .errors import (
+    AcceleratorError,
+    DmaError,
+    DmaTimeout,
+    OverlayClosed,
+    OverlayNotFound,
+    ShortTransfer,
+    WeightFormatError,
+    WeightLoadError,
+)
+from .runner import (
+    DEFAULT_CHUNK_IMAGES,
+    DEFAULT_TIMEOUT_PER_IMAGE_S,
+    DEFAULT_TIMEOUT_S,
+    IMAGE_BYTES,
+    RESULT_BYTES,
+    CallTiming,
+    StreamRunner,
+    check_timeout,
+)
 from .weights import WeightSet, fabric_spec, prepare_weights
 
 __all__ = [
     # core
-    "AP_AUTO_RESTART", "AP_DONE", "AP_IDLE", "AP_READY", "AP_START", "REG_CTRL", "REG_MODE", "REG_N", "LeNet5Core",
+    "AP_AUTO_RESTART",
+    "AP_DONE",
+    "AP_IDLE",
+    "AP_READY",
+    "AP_START",
+    "REG_CTRL",
+    "REG_MODE",
+    "REG_N",
+    "LeNet5Core",
     # dma
-    "DMACR_DLY_IRQEN", "DMACR_ERR_IRQEN", "DMACR_IOC_IRQEN", "DMACR_RESET", "DMACR_RESET_VALUE", "DMACR_RS",
-    "DMASR_BITS", "DMASR_DLY_IRQ", "DMASR_DMADECERR", "DMASR_DMAINTERR", "DMASR_DMASLVERR", "DMASR_ERR_IRQ",
-    "DMASR_ERRORS", "DMASR_HALTED", "DMASR_IDLE", "DMASR_IOC_IRQ", "DMASR_SGINCLD", "MM2S_DMACR", "MM2S_DMASR",
-    "MM2S_LENGTH", "MM2S_SA", "MM2S_SA_MSB", "S2MM_DA", "S2MM_DA_MSB", "S2MM_DMACR", "S2MM_DMASR", "S2MM_LENGTH",
-    "AxiDma", "DmaChannel", "describe_status",
+    "DMACR_DLY_IRQEN",
+    "DMACR_ERR_IRQEN",
+    "DMACR_IOC_IRQEN",
+    "DMACR_RESET",
+    "DMACR_RESET_VALUE",
+    "DMACR_RS",
+    "DMASR_BITS",
+    "DMASR_DLY_IRQ",
+    "DMASR_DMADECERR",
+    "DMASR_DMAINTERR",
+    "DMASR_DMASLVERR",
+    "DMASR_ERR_IRQ",
+    "DMASR_ERRORS",
+    "DMASR_HALTED",
+    "DMASR_IDLE",
+    "DMASR_IOC_IRQ",
+    "DMASR_SGINCLD",
+    "MM2S_DMACR",
+    "MM2S_DMASR",
+    "MM2S_LENGTH",
+    "MM2S_SA",
+    "MM2S_SA_MSB",
+    "S2MM_DA",
+    "S2MM_DA_MSB",
+    "S2MM_DMACR",
+    "S2MM_DMASR",
+    "S2MM_LENGTH",
+    "AxiDma",
+    "DmaChannel",
+    "describe_status",
     # errors
-    "AcceleratorError", "DmaError", "DmaTimeout", "OverlayClosed", "OverlayNotFound", "ShortTransfer",
-    "WeightFormatError", "WeightLoadError",
+    "AcceleratorError",
+    "DmaError",
+    "DmaTimeout",
+    "OverlayClosed",
+    "OverlayNotFound",
+    "ShortTransfer",
+    "WeightFormatError",
+    "WeightLoadError",
     # runner
-    "DEFAULT_CHUNK_IMAGES", "DEFAULT_TIMEOUT_PER_IMAGE_S", "DEFAULT_TIMEOUT_S", "IMAGE_BYTES", "RESULT_BYTES",
-    "CallTiming", "StreamRunner", "check_timeout",
+    "DEFAULT_CHUNK_IMAGES",
+    "DEFAULT_TIMEOUT_PER_IMAGE_S",
+    "DEFAULT_TIMEOUT_S",
+    "IMAGE_BYTES",
+    "RESULT_BYTES",
+    "CallTiming",
+    "StreamRunner",
+    "check_timeout",
     # weights
-    "WeightSet", "fabric_spec", "prepare_weights",
+    "WeightSet",
+    "fabric_spec",
+    "prepare_weights",
     # this module
-    "BITSTREAMS_DIR", "LeNet5Overlay", "board_name", "default_bitfile",
+    "BITSTREAMS_DIR",
+    "LeNet5Overlay",
+    "board_name",
+    "default_bitfile",
 ]
 
 BITSTREAMS_DIR = Path(__file__).resolve().parent.parent / "bitstreams"  # lenet5_pynq/bitstreams
@@ -80,10 +173,8 @@ def board_name() -> str | None:
     """This board's directory name under lenet5_pynq/bitstreams, from the PYNQ image ($BOARD or the
     device tree), or None off a board."""
     candidates = [os.environ.get("BOARD", "")]
-    try:
+    with contextlib.suppress(OSError):
         candidates.append(bitstreams.PYNQ_BOARD_FILE.read_text().strip("\x00\n "))
-    except OSError:
-        pass
     for c in candidates:
         if c:
             try:
@@ -97,13 +188,17 @@ def default_bitfile(board: str | None = None) -> Path:
     """lenet5_pynq/bitstreams/<board>/lenet5.bit (with lenet5.hwh beside it)."""
     name = board_design.board(board).name if board else board_name()
     if name is None:
-        raise OverlayNotFound(f"not on a PYNQ board ($BOARD and {bitstreams.PYNQ_BOARD_FILE} say nothing); "
-                              "pass the board name or a bitstream path")
+        raise OverlayNotFound(
+            f"not on a PYNQ board ($BOARD and {bitstreams.PYNQ_BOARD_FILE} say nothing); "
+            "pass the board name or a bitstream path"
+        )
     bit = BITSTREAMS_DIR / name / f"{board_design.OVERLAY_NAME}.bit"
     missing = [p.name for p in (bit, bit.with_suffix(".hwh")) if not p.is_file()]
     if missing:
-        raise OverlayNotFound(f"{', '.join(missing)} missing in {bit.parent}: build the overlay for {name} "
-                              "with overlay/ (see vivado/README.md) or install a package that ships it")
+        raise OverlayNotFound(
+            f"{', '.join(missing)} missing in {bit.parent}: build the overlay for {name} "
+            "with overlay/ (see vivado/README.md) or install a package that ships it"
+        )
     return bit
 
 
@@ -132,24 +227,39 @@ class LeNet5Overlay(Overlay):
     its own, bit-exact result.  After `close()` every call raises `OverlayClosed`.
     """
 
-    def __init__(self, bitfile=None, board=None, download=True, device=None, chunk_images=DEFAULT_CHUNK_IMAGES,
-                 timeout_s=DEFAULT_TIMEOUT_S, timeout_per_image_s=DEFAULT_TIMEOUT_PER_IMAGE_S, **kwargs):
+    def __init__(
+        self,
+        bitfile=None,
+        board=None,
+        download=True,
+        device=None,
+        chunk_images=DEFAULT_CHUNK_IMAGES,
+        timeout_s=DEFAULT_TIMEOUT_S,
+        timeout_per_image_s=DEFAULT_TIMEOUT_PER_IMAGE_S,
+        **kwargs,
+    ):
         check_timeout("timeout_s", timeout_s)
         check_timeout("timeout_per_image_s", timeout_per_image_s, allow_zero=True)
         bitfile = Path(bitfile) if bitfile is not None else default_bitfile(board)
         super().__init__(str(bitfile), download=download, device=device, **kwargs)
-        for inst, vlnv in ((board_design.DMA_NAME, board_design.VLNV["axi_dma"]),
-                           (board_design.ACCEL_NAME, board_design.VLNV["accel"])):
+        for inst, vlnv in (
+            (board_design.DMA_NAME, board_design.VLNV["axi_dma"]),
+            (board_design.ACCEL_NAME, board_design.VLNV["accel"]),
+        ):
             found = self.ip_dict.get(inst, {}).get("type")
             if found != vlnv:
-                raise RuntimeError(f"{bitfile}: expected IP {inst} of type {vlnv}, found {found or 'none'}; "
-                                   "is this the lenet5 overlay?")
+                raise RuntimeError(
+                    f"{bitfile}: expected IP {inst} of type {vlnv}, found {found or 'none'}; "
+                    "is this the lenet5 overlay?"
+                )
         self.lenet5_core = getattr(self, board_design.ACCEL_NAME)
         self.dma = AxiDma(self.ip_dict[board_design.DMA_NAME])
         self.spec = fabric_spec()
         self.logit_scale = self.spec.logits.scale
         self.weights_source = "power-on (shipped)"
-        self.runner = StreamRunner(self.dma, self.lenet5_core, self.device, chunk_images, timeout_s, timeout_per_image_s)
+        self.runner = StreamRunner(
+            self.dma, self.lenet5_core, self.device, chunk_images, timeout_s, timeout_per_image_s
+        )
 
     def download(self, dtbo=None):
         """Program the bitstream (a power-on: shipped weights, registers reset) and restart the
@@ -188,7 +298,9 @@ class LeNet5Overlay(Overlay):
 
     @property
     def fabric_clock_mhz(self) -> float:
-        return float(self.ip_dict[board_design.ACCEL_NAME]["parameters"].get("CLOCK_MHZ", board_design.FABRIC_CLOCK_MHZ))
+        return float(
+            self.ip_dict[board_design.ACCEL_NAME]["parameters"].get("CLOCK_MHZ", board_design.FABRIC_CLOCK_MHZ)
+        )
 
     # ---------------------------------------------------------------- operations
     def classify(self, images) -> Prediction:

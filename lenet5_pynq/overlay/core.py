@@ -28,7 +28,7 @@ class LeNet5Core(DefaultIP):
     only what changed; `forget()` drops them after a reset (which zeroes the registers).
     """
 
-    bindto = [hls_config.VLNV]
+    bindto = [hls_config.VLNV]  # noqa: RUF012 - pynq reads the class attribute of every DefaultIP driver
 
     def __init__(self, description):
         super().__init__(description=description)
@@ -40,7 +40,8 @@ class LeNet5Core(DefaultIP):
                     raise RuntimeError(
                         f"{description.get('fullpath', 'accelerator')}: register {candidate} is at "
                         f"0x{registers[candidate]['address_offset']:x} in the overlay, the driver expects 0x{offset:x}; "
-                        "the bitstream was built from other HLS sources")
+                        "the bitstream was built from other HLS sources"
+                    )
         self._regs = self.mmio.array
         self._ctrl = REG_CTRL >> 2
         self._n_idx = REG_N >> 2

@@ -48,9 +48,15 @@ DMASR_DLY_IRQ = 1 << 13
 DMASR_ERR_IRQ = 1 << 14
 DMASR_ERRORS = DMASR_DMAINTERR | DMASR_DMASLVERR | DMASR_DMADECERR
 DMASR_BITS = {
-    DMASR_HALTED: "Halted", DMASR_IDLE: "Idle", DMASR_SGINCLD: "SGIncld", DMASR_DMAINTERR: "DMAIntErr",
-    DMASR_DMASLVERR: "DMASlvErr", DMASR_DMADECERR: "DMADecErr", DMASR_IOC_IRQ: "IOC_Irq",
-    DMASR_DLY_IRQ: "Dly_Irq", DMASR_ERR_IRQ: "Err_Irq",
+    DMASR_HALTED: "Halted",
+    DMASR_IDLE: "Idle",
+    DMASR_SGINCLD: "SGIncld",
+    DMASR_DMAINTERR: "DMAIntErr",
+    DMASR_DMASLVERR: "DMASlvErr",
+    DMASR_DMADECERR: "DMADecErr",
+    DMASR_IOC_IRQ: "IOC_Irq",
+    DMASR_DLY_IRQ: "Dly_Irq",
+    DMASR_ERR_IRQ: "Err_Irq",
 }
 
 
@@ -108,7 +114,9 @@ class DmaChannel:
         """Program one transfer: the address registers, then LENGTH, which starts it (PG021,
         "Direct Register Mode": the length is written last)."""
         if not 0 < nbytes <= self.max_bytes:
-            raise ValueError(f"{self.name}: a transfer of {nbytes} bytes is outside 1..{self.max_bytes} (c_sg_length_width)")
+            raise ValueError(
+                f"{self.name}: a transfer of {nbytes} bytes is outside 1..{self.max_bytes} (c_sg_length_width)"
+            )
         regs = self._regs
         regs[self._addr] = address & 0xFFFF_FFFF
         if self._addr_msb is not None:
@@ -135,7 +143,9 @@ class AxiDma:
         params = {k.lower(): v for k, v in description.get("parameters", {}).items()}
         where = description.get("fullpath", board_design.DMA_NAME)
         if not params:
-            raise RuntimeError(f"{where}: the overlay metadata carries no DMA parameters; a .hwh beside the .bit is needed")
+            raise RuntimeError(
+                f"{where}: the overlay metadata carries no DMA parameters; a .hwh beside the .bit is needed"
+            )
 
         def param(name, default=None):
             if name not in params:
@@ -145,7 +155,9 @@ class AxiDma:
             return int(str(params[name]), 0)
 
         if param("c_include_sg", 0):
-            raise RuntimeError(f"{where}: scatter-gather is enabled; this driver needs the DMA in simple mode (c_include_sg 0)")
+            raise RuntimeError(
+                f"{where}: scatter-gather is enabled; this driver needs the DMA in simple mode (c_include_sg 0)"
+            )
         if param("c_micro_dma", 0):
             raise RuntimeError(f"{where}: micro DMA mode is not supported")
         for ch in ("mm2s", "s2mm"):
@@ -179,8 +191,11 @@ class AxiDma:
         regs[MM2S_DMACR >> 2] = DMACR_RESET
         while int(regs[MM2S_DMACR >> 2]) & DMACR_RESET or int(regs[S2MM_DMACR >> 2]) & DMACR_RESET:
             if time.monotonic() > deadline:
-                raise DmaTimeout("AXI DMA soft reset did not complete (MM2S_DMACR.Reset still 1); reload the overlay",
-                                 channel="MM2S", status=self.mm2s.status)
+                raise DmaTimeout(
+                    "AXI DMA soft reset did not complete (MM2S_DMACR.Reset still 1); reload the overlay",
+                    channel="MM2S",
+                    status=self.mm2s.status,
+                )
         self.start(deadline)
 
     def start(self, deadline: float) -> None:
@@ -190,5 +205,8 @@ class AxiDma:
         for ch in (self.mm2s, self.s2mm):
             while ch.status & DMASR_HALTED:
                 if time.monotonic() > deadline:
-                    raise DmaTimeout(f"{ch.name} stays halted after DMACR.RS was set: DMASR {describe_status(ch.status)}",
-                                     channel=ch.name, status=ch.status)
+                    raise DmaTimeout(
+                        f"{ch.name} stays halted after DMACR.RS was set: DMASR {describe_status(ch.status)}",
+                        channel=ch.name,
+                        status=ch.status,
+                    )

@@ -49,8 +49,15 @@ class CallTiming:
         return self.total_s - self.fabric_s
 
     def as_dict(self) -> dict:
-        return {"images": self.images, "chunks": self.chunks, "total_s": self.total_s, "fabric_s": self.fabric_s,
-                "overhead_s": self.overhead_s, "copy_in_s": self.copy_in_s, "copy_out_s": self.copy_out_s}
+        return {
+            "images": self.images,
+            "chunks": self.chunks,
+            "total_s": self.total_s,
+            "fabric_s": self.fabric_s,
+            "overhead_s": self.overhead_s,
+            "copy_in_s": self.copy_in_s,
+            "copy_out_s": self.copy_out_s,
+        }
 
 
 def check_timeout(name: str, value, allow_zero: bool = False) -> float:
@@ -84,13 +91,22 @@ class StreamRunner:
     every call raises `OverlayClosed` (nothing touches the freed buffers).
     """
 
-    def __init__(self, dma: AxiDma, core: LeNet5Core, device, chunk_images=DEFAULT_CHUNK_IMAGES,
-                 timeout_s=DEFAULT_TIMEOUT_S, timeout_per_image_s=DEFAULT_TIMEOUT_PER_IMAGE_S):
+    def __init__(
+        self,
+        dma: AxiDma,
+        core: LeNet5Core,
+        device,
+        chunk_images=DEFAULT_CHUNK_IMAGES,
+        timeout_s=DEFAULT_TIMEOUT_S,
+        timeout_per_image_s=DEFAULT_TIMEOUT_PER_IMAGE_S,
+    ):
         if chunk_images < 1:
             raise ValueError("chunk_images must be at least 1")
         by_length = dma.max_bytes // IMAGE_BYTES
         if by_length < 1:
-            raise RuntimeError(f"the DMA's {dma.length_width}-bit length register cannot carry one {IMAGE_BYTES}-byte image")
+            raise RuntimeError(
+                f"the DMA's {dma.length_width}-bit length register cannot carry one {IMAGE_BYTES}-byte image"
+            )
         self.chunk_images = min(chunk_images, by_length)
         self.lock = threading.RLock()
         self._closed = False
@@ -153,9 +169,12 @@ class StreamRunner:
         self.dma.reset(deadline)
         while not self.core.idle:
             if time.monotonic() > deadline:
-                raise DmaTimeout("the accelerator did not return to idle after the DMA reset "
-                                 f"(CTRL 0x{self.core.control:02x}); its ap_rst_n should follow the DMA's "
-                                 "s2mm_prmry_reset_out_n: reload the overlay", channel="accelerator")
+                raise DmaTimeout(
+                    "the accelerator did not return to idle after the DMA reset "
+                    f"(CTRL 0x{self.core.control:02x}); its ap_rst_n should follow the DMA's "
+                    "s2mm_prmry_reset_out_n: reload the overlay",
+                    channel="accelerator",
+                )
 
     def _fail(self, error: AcceleratorError):
         """Reset after a failure; mark the error recovered (or chain the reset's own failure)."""
@@ -185,8 +204,10 @@ class StreamRunner:
             deadline = self._deadline(0)
             while not core.idle:
                 if time.monotonic() > deadline:
-                    raise DmaTimeout(f"the accelerator is still busy (CTRL 0x{core.control:02x}) before a new start",
-                                     channel="accelerator")
+                    raise DmaTimeout(
+                        f"the accelerator is still busy (CTRL 0x{core.control:02x}) before a new start",
+                        channel="accelerator",
+                    )
         nbytes = count * RESULT_BYTES if mode == hls_stream.MODE_CLASSIFY else hls_stream.WEIGHT_ACK_DTYPE.itemsize
         self.dma.s2mm.transfer(self._out_addr[b], nbytes)
         if send:
@@ -201,15 +222,24 @@ class StreamRunner:
         while True:
             sr = mm2s.status
             if sr & DMASR_ERRORS:
-                raise DmaError(f"MM2S stopped with an error: DMASR {describe_status(sr)}; 0 of {mm2s.bytes_expected} bytes confirmed sent",
-                               channel="MM2S", status=sr, bytes_moved=0, bytes_expected=mm2s.bytes_expected)
+                raise DmaError(
+                    f"MM2S stopped with an error: DMASR {describe_status(sr)}; 0 of {mm2s.bytes_expected} bytes confirmed sent",
+                    channel="MM2S",
+                    status=sr,
+                    bytes_moved=0,
+                    bytes_expected=mm2s.bytes_expected,
+                )
             if sr & DMASR_IDLE:
                 return
             if time.monotonic() > deadline:
                 raise DmaTimeout(
                     f"MM2S did not complete: DMASR {describe_status(sr)}; the accelerator has not read all "
                     f"{mm2s.bytes_expected} bytes of its input (stalled stream or accelerator)",
-                    channel="MM2S", status=sr, bytes_moved=None, bytes_expected=mm2s.bytes_expected)
+                    channel="MM2S",
+                    status=sr,
+                    bytes_moved=None,
+                    bytes_expected=mm2s.bytes_expected,
+                )
 
     def _wait_s2mm(self, b: int, count: int, deadline: float) -> None:
         """Wait for the results of buffer `b`; check the bytes received."""
@@ -221,14 +251,24 @@ class StreamRunner:
                 break
             if sr & DMASR_ERRORS or sr & DMASR_HALTED:
                 moved = self._landed(b, count) * RESULT_BYTES
-                raise DmaError(f"S2MM stopped: DMASR {describe_status(sr)}; {moved} of {s2mm.bytes_expected} bytes reached memory",
-                               channel="S2MM", status=sr, bytes_moved=moved, bytes_expected=s2mm.bytes_expected)
+                raise DmaError(
+                    f"S2MM stopped: DMASR {describe_status(sr)}; {moved} of {s2mm.bytes_expected} bytes reached memory",
+                    channel="S2MM",
+                    status=sr,
+                    bytes_moved=moved,
+                    bytes_expected=s2mm.bytes_expected,
+                )
             polls += 1
             if not polls & 63:
                 msr = mm2s.status
                 if msr & DMASR_ERRORS:
-                    raise DmaError(f"MM2S stopped with an error: DMASR {describe_status(msr)} (the accelerator's input is cut off)",
-                                   channel="MM2S", status=msr, bytes_moved=0, bytes_expected=mm2s.bytes_expected)
+                    raise DmaError(
+                        f"MM2S stopped with an error: DMASR {describe_status(msr)} (the accelerator's input is cut off)",
+                        channel="MM2S",
+                        status=msr,
+                        bytes_moved=0,
+                        bytes_expected=mm2s.bytes_expected,
+                    )
             if time.monotonic() > deadline:
                 moved = self._landed(b, count) * RESULT_BYTES
                 msr = mm2s.status
@@ -237,12 +277,21 @@ class StreamRunner:
                     f"S2MM did not complete within {self.timeout_s + self.timeout_per_image_s * count:.3g} s: "
                     f"DMASR {describe_status(sr)}; {moved} of {s2mm.bytes_expected} bytes reached memory; {sent}; "
                     f"accelerator CTRL 0x{self.core.control:02x} (stalled accelerator?)",
-                    channel="S2MM", status=sr, bytes_moved=moved, bytes_expected=s2mm.bytes_expected)
+                    channel="S2MM",
+                    status=sr,
+                    bytes_moved=moved,
+                    bytes_expected=s2mm.bytes_expected,
+                )
         got = s2mm.received()
         if got != s2mm.bytes_expected:
-            raise ShortTransfer(f"S2MM received {got} of {s2mm.bytes_expected} bytes: the accelerator ended its stream "
-                                f"(TLAST) after {got // RESULT_BYTES} of {count} results",
-                                channel="S2MM", status=sr, bytes_moved=got, bytes_expected=s2mm.bytes_expected)
+            raise ShortTransfer(
+                f"S2MM received {got} of {s2mm.bytes_expected} bytes: the accelerator ended its stream "
+                f"(TLAST) after {got // RESULT_BYTES} of {count} results",
+                channel="S2MM",
+                status=sr,
+                bytes_moved=got,
+                bytes_expected=s2mm.bytes_expected,
+            )
 
     # -------------------------------------------------------------------- classify
     def classify(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -270,7 +319,7 @@ class StreamRunner:
         bar = progress.bar(total=n, desc="fabric", quiet=len(chunks) <= 1, leave=False)
         try:
             t = time.perf_counter()
-            self._stage(0, flat[chunks[0][0]: chunks[0][1]])
+            self._stage(0, flat[chunks[0][0] : chunks[0][1]])
             timing.copy_in_s += time.perf_counter() - t
             self._mark(0, chunks[0][1] - chunks[0][0])
             started = self._launch(0, chunks[0][1] - chunks[0][0], hls_stream.MODE_CLASSIFY)
@@ -283,7 +332,7 @@ class StreamRunner:
                     # While the fabric works on chunk k: copy chunk k+1 in, and once the
                     # accelerator has read all of chunk k, queue chunk k+1 behind it in the stream.
                     t = time.perf_counter()
-                    self._stage(1 - b, flat[nxt[0]: nxt[1]])
+                    self._stage(1 - b, flat[nxt[0] : nxt[1]])
                     self._mark(1 - b, nxt[1] - nxt[0])
                     timing.copy_in_s += time.perf_counter() - t
                     self._wait_mm2s(deadline)
@@ -377,12 +426,21 @@ class StreamRunner:
         except hls_stream.StreamFormatError as e:
             self._fail(WeightLoadError(f"weight load: {e}", channel="S2MM"))
         if int(ack["status"]) != hls_stream.ACK_OK:
-            self._fail(WeightLoadError(f"the accelerator rejected the weight stream header (ack status {int(ack['status'])}); "
-                                       "its weights are unchanged", channel="S2MM"))
+            self._fail(
+                WeightLoadError(
+                    f"the accelerator rejected the weight stream header (ack status {int(ack['status'])}); "
+                    "its weights are unchanged",
+                    channel="S2MM",
+                )
+            )
         if int(ack["words"]) != expected_words & 0xFFFF or int(ack["checksum"]) != expected_checksum:
-            self._fail(WeightLoadError(
-                f"weight load acknowledged {int(ack['words'])} words, checksum 0x{int(ack['checksum']):04x}; "
-                f"sent {expected_words & 0xFFFF} words (low 16 bits), checksum 0x{expected_checksum:04x}", channel="S2MM"))
+            self._fail(
+                WeightLoadError(
+                    f"weight load acknowledged {int(ack['words'])} words, checksum 0x{int(ack['checksum']):04x}; "
+                    f"sent {expected_words & 0xFFFF} words (low 16 bits), checksum 0x{expected_checksum:04x}",
+                    channel="S2MM",
+                )
+            )
         return ack
 
     def _wait_weights_ack(self, deadline: float) -> None:
@@ -392,15 +450,27 @@ class StreamRunner:
             if sr & DMASR_IDLE and not sr & DMASR_ERRORS:
                 break
             if sr & (DMASR_ERRORS | DMASR_HALTED):
-                raise DmaError(f"S2MM stopped during the weight load: DMASR {describe_status(sr)}", channel="S2MM", status=sr)
+                raise DmaError(
+                    f"S2MM stopped during the weight load: DMASR {describe_status(sr)}", channel="S2MM", status=sr
+                )
             if time.monotonic() > deadline:
-                raise DmaTimeout(f"S2MM did not receive the weight-load acknowledgement: DMASR {describe_status(sr)}; "
-                                 f"accelerator CTRL 0x{self.core.control:02x}", channel="S2MM", status=sr,
-                                 bytes_moved=0, bytes_expected=s2mm.bytes_expected)
+                raise DmaTimeout(
+                    f"S2MM did not receive the weight-load acknowledgement: DMASR {describe_status(sr)}; "
+                    f"accelerator CTRL 0x{self.core.control:02x}",
+                    channel="S2MM",
+                    status=sr,
+                    bytes_moved=0,
+                    bytes_expected=s2mm.bytes_expected,
+                )
         got = s2mm.received()
         if got != s2mm.bytes_expected:
-            raise ShortTransfer(f"S2MM received {got} of {s2mm.bytes_expected} acknowledgement bytes", channel="S2MM",
-                                status=sr, bytes_moved=got, bytes_expected=s2mm.bytes_expected)
+            raise ShortTransfer(
+                f"S2MM received {got} of {s2mm.bytes_expected} acknowledgement bytes",
+                channel="S2MM",
+                status=sr,
+                bytes_moved=got,
+                bytes_expected=s2mm.bytes_expected,
+            )
 
     def close(self) -> None:
         """Free the buffers (waits for a call in progress); later calls raise `OverlayClosed`.

@@ -37,8 +37,10 @@ def _check_formats(spec: fixedspec.FixedSpec, fabric: fixedspec.FixedSpec, sourc
             if a != b:
                 diffs.append(f"{layer.name} {tensor} {a.ctype()} (fabric {b.ctype()})")
     if diffs:
-        raise WeightFormatError(f"{source}: formats differ from those built into the fabric: {'; '.join(diffs)}. "
-                                "Requantize with the shipped spec, or build a new bitstream")
+        raise WeightFormatError(
+            f"{source}: formats differ from those built into the fabric: {'; '.join(diffs)}. "
+            "Requantize with the shipped spec, or build a new bitstream"
+        )
 
 
 def _saturated(params: dict, fabric: fixedspec.FixedSpec) -> list[str]:
@@ -79,8 +81,10 @@ def prepare_weights(source, spec=None, allow_saturation: bool = False) -> Weight
             try:
                 size = path.stat().st_size
                 if not path.is_file() or size % 8:
-                    raise WeightFormatError(f"{path}: {'not a file' if not path.is_file() else f'{size} bytes'}, "
-                                            "a weight-load stream is whole 8-byte beats")
+                    raise WeightFormatError(
+                        f"{path}: {'not a file' if not path.is_file() else f'{size} bytes'}, "
+                        "a weight-load stream is whole 8-byte beats"
+                    )
                 beats = np.fromfile(path, dtype="<u8")
             except OSError as e:
                 raise WeightFormatError(f"{path}: cannot read the weight-load stream ({e.strerror or e})") from None
@@ -90,10 +94,15 @@ def prepare_weights(source, spec=None, allow_saturation: bool = False) -> Weight
             header = beats[:1].view(hls_stream.WEIGHT_HEADER_DTYPE)[0]
             words = int(header["words_lo"]) | int(header["words_hi"]) << 16
             if (int(header["magic"]), int(header["format"]), words) != (
-                    hls_stream.WEIGHT_MAGIC, hls_stream.WEIGHT_FORMAT, hls_stream.weight_word_count()):
-                raise WeightFormatError(f"{path}: header (magic 0x{int(header['magic']):04x}, format {int(header['format'])}, "
-                                        f"{words} words) is not a format-{hls_stream.WEIGHT_FORMAT} stream of "
-                                        f"{hls_stream.weight_word_count()} words")
+                hls_stream.WEIGHT_MAGIC,
+                hls_stream.WEIGHT_FORMAT,
+                hls_stream.weight_word_count(),
+            ):
+                raise WeightFormatError(
+                    f"{path}: header (magic 0x{int(header['magic']):04x}, format {int(header['format'])}, "
+                    f"{words} words) is not a format-{hls_stream.WEIGHT_FORMAT} stream of "
+                    f"{hls_stream.weight_word_count()} words"
+                )
             return WeightSet(layers=None, source=str(path), beats=beats.astype(np.uint64))
         try:
             params, _ = weights.load(path)
@@ -110,8 +119,10 @@ def prepare_weights(source, spec=None, allow_saturation: bool = False) -> Weight
         for q, s in zip(source, network.layer_shapes()):
             f = fabric.layers[s.layer.name]
             if q.name != s.layer.name or q.kernel.shape != s.weight_shape or q.bias.shape != s.bias_shape:
-                raise WeightFormatError(f"layer {q.name} {q.kernel.shape}/{q.bias.shape} does not match "
-                                        f"{s.layer.name} {s.weight_shape}/{s.bias_shape}")
+                raise WeightFormatError(
+                    f"layer {q.name} {q.kernel.shape}/{q.bias.shape} does not match "
+                    f"{s.layer.name} {s.weight_shape}/{s.bias_shape}"
+                )
             if q.formats != f:
                 raise WeightFormatError(f"{q.name}: formats differ from those built into the fabric")
             for raw, fmt, what in ((q.kernel, f.kernel, "kernel"), (q.bias, f.bias, "bias")):
@@ -125,6 +136,8 @@ def prepare_weights(source, spec=None, allow_saturation: bool = False) -> Weight
         raise TypeError("weights must be a path (.npz or .bin), a dict of arrays or a list of QuantizedLayer")
     clipped = _saturated(params, fabric)
     if clipped and not allow_saturation:
-        raise WeightFormatError(f"{name}: {'; '.join(clipped)} (they would saturate; pass allow_saturation=True to accept)")
+        raise WeightFormatError(
+            f"{name}: {'; '.join(clipped)} (they would saturate; pass allow_saturation=True to accept)"
+        )
     layers = fixedspec.quantize_params(params, fabric)
     return WeightSet(layers, name, hls_stream.pack_weight_stream(layers))
