@@ -1,26 +1,27 @@
 """The block design of the overlay, described once: IP instance names, VLNVs, the address map,
-the AXI DMA configuration and the Zynq PS settings of every board.
+the AXI DMA configuration, the accelerator's register names in the overlay metadata and the
+Zynq PS settings of every board.
 
 Three readers, no second copy:
 
 * the Vivado flow: ``python -m lenet5_pynq.board_design tcl --board pynq-z2`` writes the tcl
   variables that ``vivado/tcl/block_design.tcl`` builds the block design from (``vivado/Makefile``);
-* the simulated board (``lenet5_pynq.simboard``) renders the ``.hwh`` a Vivado build of this
-  description would carry (``render_hwh``), so the real ``pynq.Overlay`` parses it;
+* the simulated board (``lenet5_pynq.simboard``) places its register models at these addresses
+  and renders the ``.hwh`` a Vivado build of this description would carry
+  (``lenet5_pynq.simboard.hwh``), so the real ``pynq.Overlay`` parses it;
 * the driver (``lenet5_pynq.overlay``) finds the IP by these instance names and checks the
   parameters it reads from the overlay's metadata against ``DMA`` below.
 
     python -m lenet5_pynq.board_design tcl --board BOARD [--out FILE]
-    python -m lenet5_pynq.board_design hwh --board BOARD [--out FILE]   # the simulated board's .hwh
     python -m lenet5_pynq.board_design boards
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from dataclasses import dataclass, field
-from xml.sax.saxutils import quoteattr
 
 from . import hls_config, hls_stream
 
@@ -42,6 +43,9 @@ ACCEL_STREAM_IN = "in_r"
 ACCEL_STREAM_OUT = "out_r"
 ACCEL_CONTROL = "s_axi_control"
 ACCEL_CONTROL_BLOCK = "Reg"
+# The names of the accelerator's registers (keys of `hls_stream.REGISTERS`) in the overlay
+# metadata, as Vitis HLS names them in the IP's register map.
+ACCEL_REGISTER_NAMES = {"CTRL": "CTRL", "GIE": "GIER", "IER": "IP_IER", "ISR": "IP_ISR", "N": "n", "MODE": "mode"}
 
 VLNV = {
     "axi_dma": "xilinx.com:ip:axi_dma:7.1",
@@ -96,7 +100,6 @@ class Board:
     ps_config: dict[str, object]  # PS settings on top of the board preset
     dma_address_width: int  # c_addr_width of the DMA (> 32 adds the *_MSB address registers)
     addresses: dict[str, tuple[int, int]]  # instance -> (base address, range)
-    hls_part: str = ""  # the part Vitis HLS targets (hls_config.PARTS)
     extra_dma: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -150,7 +153,6 @@ BOARDS: dict[str, Board] = {
         },
         dma_address_width=32,
         addresses={DMA_NAME: (0x4040_0000, _KB64), ACCEL_NAME: (0x43C0_0000, _KB64)},
-        hls_part=hls_config.PARTS["pynq-z2"].part,
     ),
     "zcu104": Board(
         name="zcu104",
@@ -159,7 +161,6 @@ BOARDS: dict[str, Board] = {
         board_part="xilinx.com:zcu104:part0:1.1",
         board_connections="",
         **_ZYNQ_US_PLUS,
-        hls_part=hls_config.PARTS["zcu104"].part,
     ),
     "kv260": Board(
         name="kv260",
@@ -168,7 +169,6 @@ BOARDS: dict[str, Board] = {
         board_part="xilinx.com:kv260_som:part0:1.4",
         board_connections="som240_1_connector xilinx.com:kv260_carrier:som240_1_connector:1.3",
         **_ZYNQ_US_PLUS,
-        hls_part=hls_config.PARTS["kv260"].part,
     ),
 }
 DEFAULT_BOARD = "pynq-z2"
@@ -191,7 +191,7 @@ def check(b: Board) -> None:
             raise ValueError(f"{b.name}: {inst} at 0x{base:x} size 0x{size:x} is not an aligned power of two")
         spans.append((base, base + size, inst))
     spans.sort()
-    for (_, end, a), (start, _, c) in zip(spans, spans[1:]):
+    for (_, end, a), (start, _, c) in itertools.pairwise(spans):
         if start < end:
             raise ValueError(f"{b.name}: {a} and {c} overlap")
     if set(b.addresses) != {DMA_NAME, ACCEL_NAME}:
@@ -254,144 +254,13 @@ def render_tcl(name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-# ------------------------------------------------------------------------------------ hwh
-def _ps_parameters(b: Board) -> dict[str, object]:
-    """PS parameters as a Vivado build of this board would record them in the .hwh: the ones the
-    design sets, plus the fabric clock settings pynq's .hwh parser reads."""
-    params: dict[str, object] = dict(b.ps_config)
-    if b.family == "zynq":
-        for i in range(4):
-            params[f"PCW_FPGA_FCLK{i}_ENABLE"] = int(i == 0)
-            # IO PLL 1000 MHz / (10 * 1) = 100 MHz
-            params[f"PCW_FCLK{i}_PERIPHERAL_DIVISOR0"] = 10 if i == 0 else 1
-            params[f"PCW_FCLK{i}_PERIPHERAL_DIVISOR1"] = 1
-    else:
-        for i in range(4):
-            params[f"PSU__FPGA_PL{i}_ENABLE"] = int(i == 0)
-            # IO PLL 1500 MHz / (15 * 1) = 100 MHz
-            params[f"PSU__CRL_APB__PL{i}_REF_CTRL__DIVISOR0"] = 15 if i == 0 else 4
-            params[f"PSU__CRL_APB__PL{i}_REF_CTRL__DIVISOR1"] = 1
-    return params
-
-
-def _parameters_xml(params: dict[str, object], indent: str) -> str:
-    items = "".join(f"{indent}  <PARAMETER NAME={quoteattr(k)} VALUE={quoteattr(str(v))}/>\n" for k, v in params.items())
-    return f"{indent}<PARAMETERS>\n{items}{indent}</PARAMETERS>\n"
-
-
-ACCEL_REGISTER_NAMES = {"CTRL": "CTRL", "GIE": "GIER", "IER": "IP_IER", "ISR": "IP_ISR", "N": "n", "MODE": "mode"}
-_ACCEL_REGISTER_FIELDS = {
-    "CTRL": [("AP_START", 0, 1, "read-write"), ("AP_DONE", 1, 1, "read-only"), ("AP_IDLE", 2, 1, "read-only"),
-             ("AP_READY", 3, 1, "read-only"), ("AUTO_RESTART", 7, 1, "read-write")],
-    "GIE": [("Enable", 0, 1, "read-write")],
-    "IER": [("CHAN0_INT_EN", 0, 1, "read-write"), ("CHAN1_INT_EN", 1, 1, "read-write")],
-    "ISR": [("CHAN0_INT_ST", 0, 1, "read-write"), ("CHAN1_INT_ST", 1, 1, "read-write")],
-    "N": [("n", 0, 32, "read-write")],
-    "MODE": [("mode", 0, 32, "read-write")],
-}
-
-
-def _registers_xml(indent: str) -> str:
-    out = [f"{indent}<REGISTERS>\n"]
-    for key, offset in hls_stream.REGISTERS.items():
-        name = ACCEL_REGISTER_NAMES[key]
-        access = "read-write"
-        out.append(f"{indent}  <REGISTER NAME={quoteattr(name)}>\n")
-        for pname, pval in (("DESCRIPTION", f"{name} register"), ("ADDRESS_OFFSET", str(offset)), ("SIZE", "32"), ("ACCESS", access)):
-            out.append(f"{indent}    <PROPERTY NAME={quoteattr(pname)} VALUE={quoteattr(pval)}/>\n")
-        out.append(f"{indent}    <FIELDS>\n")
-        for fname, bit, width, faccess in _ACCEL_REGISTER_FIELDS[key]:
-            out.append(f"{indent}      <FIELD NAME={quoteattr(fname)}>\n")
-            for pname, pval in (("DESCRIPTION", fname), ("ACCESS", faccess), ("BIT_OFFSET", str(bit)), ("BIT_WIDTH", str(width))):
-                out.append(f"{indent}        <PROPERTY NAME={quoteattr(pname)} VALUE={quoteattr(pval)}/>\n")
-            out.append(f"{indent}      </FIELD>\n")
-        out.append(f"{indent}    </FIELDS>\n{indent}  </REGISTER>\n")
-    out.append(f"{indent}</REGISTERS>\n")
-    return "".join(out)
-
-
-def _memrange(b: Board, inst: str, slave: str, block: str) -> str:
-    base, size = b.addresses[inst]
-    return (
-        f'        <MEMRANGE ADDRESSBLOCK="{block}" BASENAME="C_BASEADDR" BASEVALUE="0x{base:08X}" HIGHNAME="C_HIGHADDR" '
-        f'HIGHVALUE="0x{base + size - 1:08X}" INSTANCE="{inst}" IS_DATA="TRUE" IS_INSTRUCTION="TRUE" '
-        f'MASTERBUSINTERFACE="{b.ps_master}" MEMTYPE="REGISTER" SLAVEBUSINTERFACE="{slave}"/>\n'
-    )
-
-
-def render_hwh(name: str) -> str:
-    """The hardware handoff a Vivado build of this description carries, reduced to what pynq's
-    .hwh parser and the driver read: modules with VLNV and parameters, the PS's memory map, the
-    accelerator's register map and the clock/reset nets."""
-    b = board(name)
-    check(b)
-    device = b.part.split("-")[0]
-    clk, rstn = f"{PS}_{b.ps_clock_pin}", f"{RESET_NAME}_peripheral_aresetn"
-    return (
-        '<?xml version="1.0" encoding="UTF-8" standalone="no" ?>\n'
-        f'<EDKSYSTEM EDWVERSION="1.2" TIMESTAMP="simulated" VIVADOVERSION="simulated board ({__name__})">\n'
-        f'  <SYSTEMINFO ARCH="{b.family}" BOARD="{b.board_part}" DEVICE="{device}" NAME="{OVERLAY_NAME}" PACKAGE="" SPEEDGRADE=""/>\n'
-        "  <EXTERNALPORTS/>\n"
-        "  <MODULES>\n"
-        f'    <MODULE FULLNAME="/{PS}" INSTANCE="{PS}" MODTYPE="{b.ps_modtype}" VLNV="{b.ps_vlnv}">\n'
-        + _parameters_xml(_ps_parameters(b), "      ")
-        + "      <MEMORYMAP>\n"
-        + _memrange(b, DMA_NAME, "S_AXI_LITE", "Reg")
-        + _memrange(b, ACCEL_NAME, ACCEL_CONTROL, ACCEL_CONTROL_BLOCK)
-        + "      </MEMORYMAP>\n"
-        "      <PORTS>\n"
-        f'        <PORT DIR="O" NAME="{b.ps_clock_pin}" SIGIS="clk" SIGNAME="{clk}"/>\n'
-        "      </PORTS>\n"
-        "    </MODULE>\n"
-        f'    <MODULE FULLNAME="/{DMA_NAME}" INSTANCE="{DMA_NAME}" MODTYPE="axi_dma" VLNV="{VLNV["axi_dma"]}">\n'
-        + _parameters_xml({**{k.upper(): v for k, v in b.dma_params.items()}, **b.dma_params,
-                           "C_BASEADDR": f"0x{b.addresses[DMA_NAME][0]:08X}",
-                           "C_HIGHADDR": f"0x{sum(b.addresses[DMA_NAME]) - 1:08X}"}, "      ")
-        + "      <PORTS>\n"
-        f'        <PORT DIR="I" NAME="s_axi_lite_aclk" SIGIS="clk" SIGNAME="{clk}"/>\n'
-        f'        <PORT DIR="I" NAME="axi_resetn" SIGIS="rst" SIGNAME="{rstn}"/>\n'
-        '        <PORT DIR="O" NAME="s2mm_prmry_reset_out_n" SIGIS="rst" SIGNAME="axi_dma_s2mm_prmry_reset_out_n"/>\n'
-        "      </PORTS>\n"
-        "    </MODULE>\n"
-        f'    <MODULE FULLNAME="/{ACCEL_NAME}" INSTANCE="{ACCEL_NAME}" MODTYPE="{ACCEL_NAME}" VLNV="{VLNV["accel"]}">\n'
-        + _parameters_xml({"C_S_AXI_CONTROL_ADDR_WIDTH": 5, "C_S_AXI_CONTROL_DATA_WIDTH": 32,
-                           "C_S_AXI_CONTROL_BASEADDR": f"0x{b.addresses[ACCEL_NAME][0]:08X}",
-                           "C_S_AXI_CONTROL_HIGHADDR": f"0x{sum(b.addresses[ACCEL_NAME]) - 1:08X}",
-                           "CLOCK_MHZ": FABRIC_CLOCK_MHZ}, "      ")
-        + _registers_xml("      ")
-        + "      <PORTS>\n"
-        f'        <PORT DIR="I" NAME="ap_clk" SIGIS="clk" SIGNAME="{clk}"/>\n'
-        f'        <PORT DIR="I" NAME="ap_rst_n" SIGIS="rst" SIGNAME="{ACCEL_RESET_AND}_Res"/>\n'
-        "      </PORTS>\n"
-        "    </MODULE>\n"
-        f'    <MODULE FULLNAME="/{ACCEL_RESET_AND}" INSTANCE="{ACCEL_RESET_AND}" MODTYPE="util_vector_logic" VLNV="{VLNV["util_vector_logic"]}">\n'
-        + _parameters_xml({"C_OPERATION": "and", "C_SIZE": 1}, "      ")
-        + "      <PORTS>\n"
-        f'        <PORT DIR="I" NAME="Op1" SIGIS="undef" SIGNAME="{rstn}"/>\n'
-        '        <PORT DIR="I" NAME="Op2" SIGIS="undef" SIGNAME="axi_dma_s2mm_prmry_reset_out_n"/>\n'
-        f'        <PORT DIR="O" NAME="Res" SIGIS="undef" SIGNAME="{ACCEL_RESET_AND}_Res"/>\n'
-        "      </PORTS>\n"
-        "    </MODULE>\n"
-        f'    <MODULE FULLNAME="/{RESET_NAME}" INSTANCE="{RESET_NAME}" MODTYPE="proc_sys_reset" VLNV="{VLNV["proc_sys_reset"]}">\n'
-        + _parameters_xml({"C_NUM_PERP_ARESETN": 1}, "      ")
-        + "      <PORTS>\n"
-        f'        <PORT DIR="I" NAME="slowest_sync_clk" SIGIS="clk" SIGNAME="{clk}"/>\n'
-        f'        <PORT DIR="O" NAME="peripheral_aresetn" SIGIS="rst" SIGNAME="{rstn}"/>\n'
-        "      </PORTS>\n"
-        "    </MODULE>\n"
-        "  </MODULES>\n"
-        "</EDKSYSTEM>\n"
-    )
-
-
 # ------------------------------------------------------------------------------------ CLI
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lenet5_pynq.board_design", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for cmd in ("tcl", "hwh"):
-        p = sub.add_parser(cmd)
-        p.add_argument("--board", default=DEFAULT_BOARD, help=f"one of {', '.join(BOARDS)}")
-        p.add_argument("--out", help="write here instead of stdout")
+    p = sub.add_parser("tcl")
+    p.add_argument("--board", default=DEFAULT_BOARD, help=f"one of {', '.join(BOARDS)}")
+    p.add_argument("--out", help="write here instead of stdout")
     sub.add_parser("boards", help="list the boards")
     args = parser.parse_args(argv)
     if args.command == "boards":
@@ -399,7 +268,7 @@ def main(argv=None) -> int:
             print(f"{b.name}\t{b.part}\t{b.board_part}")
         return 0
     try:
-        text = render_tcl(args.board) if args.command == "tcl" else render_hwh(args.board)
+        text = render_tcl(args.board)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -40,7 +40,9 @@ def shipped_layers():
 def assert_exact(prediction, images, layers=None):
     classes, logits = golden.predict_raw(images, layers or shipped_layers())
     same = np.all(prediction.logits == logits, axis=1) & (prediction.classes == classes)
-    assert int(same.sum()) == len(images), f"{len(images) - int(same.sum())} of {len(images)} differ from the golden model"
+    assert int(same.sum()) == len(images), (
+        f"{len(images) - int(same.sum())} of {len(images)} differ from the golden model"
+    )
 
 
 def sample_images(n, seed=0):
@@ -50,5 +52,5 @@ def sample_images(n, seed=0):
     for img in images:
         for _ in range(3):
             r, c = rng.integers(4, 24, 2)
-            img[r - 3: r + 3, c - 1: c + 2] = rng.integers(128, 256)
+            img[r - 3 : r + 3, c - 1 : c + 2] = rng.integers(128, 256)
     return images

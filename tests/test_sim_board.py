@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from simboard_fixtures import assert_exact, make_board, make_overlay, sample_images
 
 from lenet5_pynq import board_design, hls_config, hls_stream
 from lenet5_pynq import overlay as drv
+from lenet5_pynq.simboard import hwh
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +23,25 @@ def ol(board):
     return make_overlay(board)
 
 
-@pytest.mark.parametrize("name", list(board_design.BOARDS))
-def test_hwh_parses_with_pynq_parser_of_the_family(name):
+def _parse(name, which, tmp_path):
+    """The board's .hwh through pynq's parser for full bitstreams (pynqmetadata, as on a board)
+    or through its parser of the PS family (what pynq uses for partial bitstreams)."""
     from pynq.pl_server.hwh_parser import _HWHUltrascale, _HWHZynq
+    from pynqmetadata.frontends import Metadata
+    from pynqmetadata.views.runtime import RuntimeMetadataParser
 
+    path = tmp_path / f"{name}.hwh"
+    path.write_text(hwh.render(name))
+    if which == "full":
+        return RuntimeMetadataParser(Metadata(input=path))
+    return (_HWHZynq if board_design.board(name).family == "zynq" else _HWHUltrascale)(str(path))
+
+
+@pytest.mark.parametrize("which", ["full", "family"])
+@pytest.mark.parametrize("name", list(board_design.BOARDS))
+def test_hwh_parses_with_pynqs_parsers(name, which, tmp_path):
     b = board_design.board(name)
-    parser = (_HWHZynq if b.family == "zynq" else _HWHUltrascale)(hwh_data=board_design.render_hwh(name))
+    parser = _parse(name, which, tmp_path)
     for inst, (base, size) in b.addresses.items():
         assert parser.ip_dict[inst]["phys_addr"] == base
         assert parser.ip_dict[inst]["addr_range"] == size
@@ -41,6 +54,7 @@ def test_hwh_parses_with_pynq_parser_of_the_family(name):
     for key, offset in hls_stream.REGISTERS.items():
         assert regs[board_design.ACCEL_REGISTER_NAMES[key]]["address_offset"] == offset
     assert parser.clock_dict[0]["enable"] == 1
+    assert parser.clock_dict[0]["divisor0"] * parser.clock_dict[0]["divisor1"] == (10 if b.family == "zynq" else 15)
 
 
 @pytest.mark.parametrize("name", list(board_design.BOARDS))
@@ -57,8 +71,9 @@ def test_overlapping_address_map_is_refused():
     b = board_design.board("pynq-z2")
     import dataclasses
 
-    bad = dataclasses.replace(b, addresses={board_design.DMA_NAME: (0x4040_0000, 0x1_0000),
-                                            board_design.ACCEL_NAME: (0x4040_8000, 0x1000)})
+    bad = dataclasses.replace(
+        b, addresses={board_design.DMA_NAME: (0x4040_0000, 0x1_0000), board_design.ACCEL_NAME: (0x4040_8000, 0x1000)}
+    )
     with pytest.raises(ValueError, match="overlap"):
         board_design.check(bad)
 
@@ -200,10 +215,12 @@ def test_generated_tcl_is_valid_tcl(name, tmp_path):
     params.write_text(board_design.render_tcl(name))
     bd = Path(__file__).resolve().parents[1] / "vivado" / "tcl" / "block_design.tcl"
     script = tmp_path / "check.tcl"
-    script.write_text(f"source {params}\nsource {bd}\n"
-                      "puts [info procs create_lenet5_bd]\n"
-                      "puts [dict get $address_map lenet5]\n"
-                      "puts [llength [config_props $dma_config]]\n")
+    script.write_text(
+        f"source {params}\nsource {bd}\n"
+        "puts [info procs create_lenet5_bd]\n"
+        "puts [dict get $address_map lenet5]\n"
+        "puts [llength [config_props $dma_config]]\n"
+    )
     out = subprocess.run([tclsh, str(script)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     base, size = board_design.board(name).addresses[board_design.ACCEL_NAME]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from simboard_fixtures import assert_exact, make_board, make_overlay, sample_images
 
 from lenet5_pynq import hls_stream
@@ -79,17 +78,17 @@ def test_board_and_hls_top_agree_on_an_undocumented_mode(ol, board, mode):
     """The same beats, mode and n through the C-simulation library's top directly give the same
     output beats and TLAST flags as the simulated board."""
     from lenet5_pynq.backends import csim
-    from lenet5_pynq.simboard import fabric
+    from lenet5_pynq.simboard import datapath
 
     images = sample_images(2, seed=11)
     try:
         beats, _ = run_batch(ol, board, mode, images)
     finally:
         ol.reset()
-    with csim.lock:
-        csim.ensure_weights(fabric.shipped_stream())  # the board's power-on set
-        top, last = csim.run_stream(mode, len(images), hls_stream.pack_images(images),
-                                    len(images) * hls_stream.OUT_BEATS_PER_IMAGE)
+    with csim.session(datapath.shipped_stream()) as run_top:  # the board's power-on set
+        top, last = run_top(
+            mode, len(images), hls_stream.pack_images(images), len(images) * hls_stream.OUT_BEATS_PER_IMAGE
+        )
     assert np.array_equal(top, beats)
     assert last.tolist() == [0] * (len(top) - 1) + [1]
 

@@ -8,12 +8,15 @@ The build runs under a lock file (.liblenet5_csim.lock beside the library), so c
 build once; make links to a temporary name and renames it.  A library that is damaged (checked
 before `dlopen`), fails to load or lacks its symbols is rebuilt once, then reported as
 `BackendUnavailable`.  `build` and `library` are thread-safe.
-Its weight memories are process-wide, like the fabric's: `load_weights` rewrites them through the
-mode-1 stream, and every backend makes sure its own weight set is loaded before it classifies.
+Its weight memories are process-wide, like the accelerator's on a board: `load_weights` rewrites
+them through the mode-1 stream, and every user of the top (this backend, the simulated board's
+datapath) runs it inside `session`, which loads the user's own weight set first if someone else
+changed the memories.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -24,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import fixedspec, hls_stream, network, progress, sharedlib, source_tree, validation, weights
-from .. import native
+from .. import fixedspec, hls_stream, native, network, progress, sharedlib, source_tree, validation, weights
 from ..atomic import file_lock
 from .base import Backend, BackendUnavailable, Prediction, check_built_formats, check_images, weight_files
 
@@ -35,12 +37,12 @@ LIBRARY: Path | None = None  # where the build goes: None for source_tree's choi
 ENV_LIB = "LENET5_CSIM_LIB"
 CHUNK = 4096  # images per call of the top: bounds the stream buffers
 
-# The library's weight memories are process-wide, as the fabric's are: whoever runs the top
-# (this backend, the simulated board) holds `lock` and calls `ensure_weights` first.
-lock = threading.Lock()
+# The library's weight memories are process-wide: whoever runs the top holds `_lock` (through
+# `session`, or this backend's own methods) and has its weight set loaded first.
+_lock = threading.Lock()
 _lib = None  # (ffi, lib) once loaded
 _lib_lock = threading.Lock()
-_loaded_key: object = "power-on"  # the weight set now in the library's memories
+_loaded_key: object = "power-on"  # the weight set now in the library's memories (`run_stream` keeps it)
 
 
 class CsimError(RuntimeError):
@@ -50,7 +52,11 @@ class CsimError(RuntimeError):
 def _cdef() -> str:
     text = (HLS_SRC / "csim_api.h").read_text()
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#") and ln.strip() not in ('extern "C" {', "}")]
+    lines = [
+        ln
+        for ln in text.splitlines()
+        if ln.strip() and not ln.lstrip().startswith("#") and ln.strip() not in ('extern "C" {', "}")
+    ]
     return "\n".join(lines)
 
 
@@ -70,7 +76,9 @@ def build(verbose: bool = False, force: bool = False) -> Path:
                 target.unlink()
             return _make(target, verbose)
     except (OSError, native.BuildError) as e:
-        raise BackendUnavailable(f"cannot build the C-simulation library: {getattr(e, 'strerror', None) or e}") from None
+        raise BackendUnavailable(
+            f"cannot build the C-simulation library: {getattr(e, 'strerror', None) or e}"
+        ) from None
 
 
 def library_path() -> Path:
@@ -106,16 +114,44 @@ def library():
             ffi = cffi.FFI()
             ffi.cdef(cdef)
             try:
-                lib = sharedlib.open_library(path, ffi, sharedlib.declared_functions(cdef), rebuild,
-                                             what="C-simulation library")
+                lib = sharedlib.open_library(
+                    path, ffi, sharedlib.declared_functions(cdef), rebuild, what="C-simulation library"
+                )
             except sharedlib.LibraryError as e:
                 raise BackendUnavailable(str(e)) from None
             _lib = (ffi, lib)
         return _lib
 
 
+def vlnv() -> str:
+    """The VLNV of the IP the library was built from (building and loading it if needed)."""
+    ffi, lib = library()
+    return ffi.string(lib.lenet5_csim_vlnv()).decode()
+
+
+@contextlib.contextmanager
+def session(weights: np.ndarray):
+    """Hold the library, with the weight set of the mode-1 stream `weights` in its memories.
+
+    The memories are process-wide: inside the session no one else runs the top, and the set is
+    loaded first if another user (a `CsimBackend`, a simulated board) changed them.
+
+    Yields
+    ------
+    callable
+        `run_stream`, one call of the top.  A mode-1 run the accelerator acknowledges leaves
+        its set in the memories, and later sessions of other users reload their own.
+    """
+    with _lock:
+        library()
+        _ensure_weights(weights)
+        yield run_stream
+
+
 def run_stream(mode: int, n: int, beats: np.ndarray, out_beats: int) -> tuple[np.ndarray, np.ndarray]:
-    """One call of the top: input beats in, (output beats, their TLAST flags) out."""
+    """One call of the top: input beats in, (output beats, their TLAST flags) out.  Call it
+    inside a `session` (it holds the process-wide library)."""
+    global _loaded_key
     ffi, lib = library()
     beats = np.ascontiguousarray(beats, dtype=np.uint64)
     out = np.zeros(max(out_beats, 1), np.uint64)
@@ -136,6 +172,12 @@ def run_stream(mode: int, n: int, beats: np.ndarray, out_beats: int) -> tuple[np
     if status != 0:
         msg = ffi.string(lib.lenet5_csim_status_message(status)).decode()
         raise CsimError(f"lenet5(mode={mode}, n={n}): {msg} ({n_out[0]} beats out, {in_left[0]} input beats unread)")
+    if (
+        mode == hls_stream.MODE_LOAD_WEIGHTS
+        and n_out[0]
+        and hls_stream.parse_ack(out[0])["status"] == hls_stream.ACK_OK
+    ):
+        _loaded_key = beats.tobytes()  # the top wrote this set into the memories
     return out[: n_out[0]], last[: n_out[0]]
 
 
@@ -163,17 +205,10 @@ def load_stream(beats: np.ndarray) -> np.void:
     return ack
 
 
-def ensure_weights(stream: np.ndarray) -> None:
-    """Make the weight set of this mode-1 `stream` the one in the memories (hold `lock`)."""
-    if _loaded_key != stream.tobytes():
+def _ensure_weights(stream: np.ndarray) -> None:
+    """Make the weight set of this mode-1 `stream` the one in the memories (hold `_lock`)."""
+    if _loaded_key != np.ascontiguousarray(stream, dtype=np.uint64).tobytes():
         load_stream(stream)
-        mark_loaded(stream)
-
-
-def mark_loaded(stream: np.ndarray) -> None:
-    """Record that the memories now hold the weight set of `stream` (hold `lock`)."""
-    global _loaded_key
-    _loaded_key = stream.tobytes()
 
 
 class CsimBackend(Backend):
@@ -190,7 +225,7 @@ class CsimBackend(Backend):
         check_built_formats(self.spec, str(self.spec_path))
         self.logit_scale = self.spec.logits.scale
         self._stream = hls_stream.pack_weight_stream(layers)
-        with lock:
+        with _lock:
             library()
 
     def load_weights(self, weights_path=None, spec_path=None, params=None, allow_saturation: bool = False) -> np.void:
@@ -210,12 +245,12 @@ class CsimBackend(Backend):
             params, source = weights.check(params, "params"), "params"
         clipped = validation.saturated(params, spec.layers)
         if clipped and not allow_saturation:
-            raise weights.WeightsError(f"{source}: {'; '.join(clipped)} (they would saturate; pass "
-                                       "allow_saturation=True to accept)")
+            raise weights.WeightsError(
+                f"{source}: {'; '.join(clipped)} (they would saturate; pass allow_saturation=True to accept)"
+            )
         stream = hls_stream.pack_weight_stream(fixedspec.quantize_params(params, spec))
-        with lock:
-            ack = load_stream(stream)
-            mark_loaded(stream)
+        with _lock:
+            ack = load_stream(stream)  # run_stream records the set as loaded
         self._stream = stream
         return ack
 
@@ -224,10 +259,12 @@ class CsimBackend(Backend):
         classes = np.empty(len(images), np.int64)
         logits = np.empty((len(images), network.NUM_CLASSES), np.int16)
         # A bar (stderr, a terminal) only for runs of several chunks: evaluate's own chunks are smaller.
-        with lock, progress.bar(total=len(images), desc="csim", quiet=len(images) <= CHUNK, leave=False) as bar:
-            ensure_weights(self._stream)
+        with (
+            session(self._stream),
+            progress.bar(total=len(images), desc="csim", quiet=len(images) <= CHUNK, leave=False) as bar,
+        ):
             for start in range(0, len(images), CHUNK):
-                c, l = classify_beats(images[start : start + CHUNK])
-                classes[start : start + CHUNK], logits[start : start + CHUNK] = c, l
+                c, raw = classify_beats(images[start : start + CHUNK])
+                classes[start : start + CHUNK], logits[start : start + CHUNK] = c, raw
                 bar.update(len(c))
         return Prediction(classes, logits, self.logit_scale)

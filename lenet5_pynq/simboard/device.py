@@ -3,13 +3,14 @@
 
 * Registers: the device declares the REGISTER_RW capability, so every `MMIO` access arrives at
   `read_registers` / `write_registers` and is decoded with the block design's address map
-  (`lenet5_pynq.board_design`) to the register models of `models`.
+  (`lenet5_pynq.board_design`) to the register models of `models`, whose registers are the
+  product guides' tables in `registers`.
 * Memory: `allocate` returns `pynq.PynqBuffer`s at simulated physical addresses.  A cacheable
   buffer has a separate "DDR" copy that only `flush` updates and only `invalidate` reads back,
   so a driver that forgets cache maintenance sees stale data here as it might on the board.
-* Bitstream: the board writes its own `lenet5.bit` (a marker file) and `lenet5.hwh` (rendered
-  from `board_design`) into a private temporary directory; `download` of that file "configures"
-  the fabric: registers in their reset state, the power-on (shipped) weights.
+* Bitstream: the board writes its own `lenet5.bit` (a marker file) and `lenet5.hwh` (`hwh`)
+  into a private temporary directory; `download` of that file "configures" the programmable
+  logic: registers in their reset state, the power-on (shipped) weights.
 """
 
 from __future__ import annotations
@@ -26,11 +27,10 @@ from pathlib import Path
 import numpy as np
 from pynq.buffer import PynqBuffer
 from pynq.pl_server.device import Device
-from pynq.pl_server.hwh_parser import _HWHUltrascale, _HWHZynq
 
 from .. import board_design
-from . import fabric as fabric_lib
-from .models import Faults, SimFabric
+from . import datapath, hwh
+from .models import Faults, ProgrammableLogic
 
 ENV_BOARD = "LENET5_PYNQ_SIMBOARD"  # set to a board name to make pynq probe a SimBoard
 BIT_MAGIC = b"lenet5-pynq simulated bitstream\n"
@@ -38,7 +38,7 @@ PAGE = 4096
 
 
 class _Region:
-    __slots__ = ("address", "nbytes", "host", "ddr")
+    __slots__ = ("address", "ddr", "host", "nbytes")
 
     def __init__(self, address, nbytes, host, ddr):
         self.address, self.nbytes, self.host, self.ddr = address, nbytes, host, ddr
@@ -67,7 +67,9 @@ class SimMemory:
         self._regions[bo] = _Region(address, size, host, ddr)
         bisect.insort(self._starts, address)
         self._by_start[address] = bo
-        buf = PynqBuffer(shape, dtype, buffer=host, device=device, device_address=address, bo=bo, coherent=not cacheable)
+        buf = PynqBuffer(
+            shape, dtype, buffer=host, device=device, device_address=address, bo=bo, coherent=not cacheable
+        )
         weakref.finalize(buf, self._free, bo)
         return buf
 
@@ -92,22 +94,22 @@ class SimMemory:
     def read(self, address: int, nbytes: int) -> np.ndarray:
         region = self._find(address, nbytes)
         off = address - region.address
-        return region.ddr[off: off + nbytes].copy()
+        return region.ddr[off : off + nbytes].copy()
 
     def write(self, address: int, data: np.ndarray) -> None:
         region = self._find(address, len(data))
         off = address - region.address
-        region.ddr[off: off + len(data)] = data
+        region.ddr[off : off + len(data)] = data
 
     def flush(self, bo, offset, nbytes) -> None:
         r = self._regions[bo]
         if r.ddr is not r.host:
-            r.ddr[offset: offset + nbytes] = r.host[offset: offset + nbytes]
+            r.ddr[offset : offset + nbytes] = r.host[offset : offset + nbytes]
 
     def invalidate(self, bo, offset, nbytes) -> None:
         r = self._regions[bo]
         if r.ddr is not r.host:
-            r.host[offset: offset + nbytes] = r.ddr[offset: offset + nbytes]
+            r.host[offset : offset + nbytes] = r.ddr[offset : offset + nbytes]
 
 
 class SimBoard(Device):
@@ -148,47 +150,42 @@ class SimBoard(Device):
         self.timestamp = None
         self.bitfile_name = None
         self.weight_stream = None  # the last weight set loaded through mode 1 (None: power-on)
-        self.pl = None  # the SimFabric while a bitstream is loaded
+        self.pl = None  # the ProgrammableLogic while a bitstream is loaded
         self._dir = Path(tempfile.mkdtemp(prefix=f"lenet5-simboard-{self.board.name}-"))
         atexit.register(shutil.rmtree, self._dir, True)
         self.bitfile = self._dir / f"{board_design.OVERLAY_NAME}.bit"
         self.bitfile.write_bytes(BIT_MAGIC + self.board.name.encode() + b"\n")
-        self.bitfile.with_suffix(".hwh").write_text(board_design.render_hwh(self.board.name))
-        fabric_lib.check_library()  # raises BackendUnavailable without the csim library
+        self.bitfile.with_suffix(".hwh").write_text(hwh.render(self.board.name))
+        datapath.check_library()  # raises BackendUnavailable without the csim library
 
     def __repr__(self):
         return f"<SimBoard {self.board.name}>"
 
     # ----------------------------------------------------------- bitstreams
     def get_bitfile_metadata(self, bitfile_name, partial=False):
-        parser_cls = _HWHZynq if self.board.family == "zynq" else _HWHUltrascale
-        parser = parser_cls(str(Path(bitfile_name).with_suffix(".hwh")))
-        # The fabric clock of the simulated board is fixed; pynq's Clocks only runs on ARM.
-        parser.clock_dict = {}
-        parser.systemgraph = None  # what pynq's own handler sets when no .xsa graph exists
-        return parser
+        return hwh.parse(Path(bitfile_name).with_suffix(".hwh"))
 
     def download(self, bitstream, parser=None):
         data = Path(bitstream.bitfile_name).read_bytes()
         if not data.startswith(BIT_MAGIC):
             raise RuntimeError(f"{bitstream.bitfile_name} is not a simulated-board bitstream")
-        name = data[len(BIT_MAGIC):].decode().strip()
+        name = data[len(BIT_MAGIC) :].decode().strip()
         if name != self.board.name:
             raise RuntimeError(f"{bitstream.bitfile_name} was made for {name}, this board is {self.board.name}")
         dma = parser.ip_dict[board_design.DMA_NAME]["parameters"]
         self.weight_stream = None
-        self.pl = SimFabric(self.board, self.memory, self.faults, dma, self._run_top)
+        self.pl = ProgrammableLogic(self.board, self.memory, self.faults, dma, self._run_top)
         self.post_download(bitstream, parser, self.name)
 
     def gen_cache(self, bitstream, parser=None):
         pass
 
     def _run_top(self, mode, n, beats, cap):
-        out, last, self.weight_stream = fabric_lib.run(self.weight_stream, mode, n, beats, cap)
+        out, last, self.weight_stream = datapath.run(self.weight_stream, mode, n, beats, cap)
         return out, last
 
     # ----------------------------------------------------------- registers
-    def _pl(self) -> SimFabric:
+    def _pl(self) -> ProgrammableLogic:
         if self.pl is None:
             raise RuntimeError(f"{self}: no bitstream downloaded; the programmable logic is empty")
         return self.pl
@@ -221,7 +218,7 @@ class SimBoard(Device):
     def invalidate(self, bo, offset, ptr, size):
         self.memory.invalidate(bo, offset, size)
 
-    def activate(self) -> "SimBoard":
+    def activate(self) -> SimBoard:
         """Make this board pynq's active device (for code that calls `pynq.allocate()` or
         `pynq.Overlay()` without a device)."""
         Device.active_device = self
