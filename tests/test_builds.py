@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from lenet5_pynq import bench, native, sharedlib
-from lenet5_pynq.backends import csim
+from lenet5_pynq import csim_library as csim
 from lenet5_pynq.backends.cpu import FloatBackend
 
 REPO = Path(__file__).resolve().parents[1]
@@ -256,7 +256,7 @@ def test_prebuilt_csim_library_that_is_damaged_is_reported(tmp_path, monkeypatch
 def test_concurrent_first_csim_uses_all_succeed(hls_copy):
     (hls_copy / "build" / "liblenet5_csim.so").unlink()
     code = (
-        "import sys; from pathlib import Path; from lenet5_pynq.backends import csim; "
+        "import sys; from pathlib import Path; from lenet5_pynq import csim_library as csim; "
         f"csim.HLS_SRC = Path({str(hls_copy)!r}); csim.LIBRARY = csim.HLS_SRC / 'build' / 'liblenet5_csim.so'; "
         "ffi, lib = csim.library(); print(ffi.string(lib.lenet5_csim_vlnv()).decode())"
     )

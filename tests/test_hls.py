@@ -205,7 +205,7 @@ def test_csim_backend_reloads_weights(csim, mnist_test):
 
 
 def test_csim_stream_contract(csim, mnist_test):
-    from lenet5_pynq.backends import csim as csim_module
+    from lenet5_pynq import csim_library as csim_module
 
     out, last = csim_module.run_stream(hls_stream.MODE_CLASSIFY, 0, np.zeros(0, np.uint64), 4)
     assert len(out) == 0  # a zero batch produces no beat

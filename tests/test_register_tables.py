@@ -254,7 +254,7 @@ def _imports(path: Path) -> set[str]:
     "engine,forbidden",
     [
         ("simboard", ("lenet5_pynq.overlay", "pynq.lib")),
-        ("overlay", ("lenet5_pynq.simboard", "lenet5_pynq.backends.csim")),
+        ("overlay", ("lenet5_pynq.simboard", "lenet5_pynq.backends.csim", "lenet5_pynq.csim_library")),
     ],
 )
 def test_engines_do_not_import_one_another(engine, forbidden):

@@ -77,7 +77,7 @@ def test_every_mode_but_load_weights_classifies(ol, board, mode):
 def test_board_and_hls_top_agree_on_an_undocumented_mode(ol, board, mode):
     """The same beats, mode and n through the C-simulation library's top directly give the same
     output beats and TLAST flags as the simulated board."""
-    from lenet5_pynq.backends import csim
+    from lenet5_pynq import csim_library as csim
     from lenet5_pynq.simboard import datapath
 
     images = sample_images(2, seed=11)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import csim_library as csim
 from .. import fixedspec, hls_config, hls_stream
-from ..backends import csim
 from ..backends.base import BackendUnavailable
 
 _shipped = None
