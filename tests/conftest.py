@@ -33,3 +33,22 @@ def tiny_mnist(tmp_path):
         header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
         (tmp_path / name).write_bytes(header + array.tobytes())
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def board():
+    """A simulated PYNQ-Z2, one per test module (skips without pynq or the C simulation)."""
+    from simboard_fixtures import make_board
+
+    return make_board("pynq-z2")
+
+
+@pytest.fixture(scope="module")
+def chunked_ol(board):
+    """The driver on `board` with DMA chunks of 16 images, so that short batches span several;
+    closed at the end of the module."""
+    from simboard_fixtures import make_overlay
+
+    overlay = make_overlay(board, chunk_images=16)
+    yield overlay
+    overlay.close()

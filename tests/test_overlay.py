@@ -15,15 +15,8 @@ from lenet5_pynq import overlay as drv
 
 
 @pytest.fixture(scope="module")
-def board():
-    return make_board("pynq-z2")
-
-
-@pytest.fixture(scope="module")
-def ol(board):
-    overlay = make_overlay(board, chunk_images=16)
-    yield overlay
-    overlay.close()
+def ol(chunked_ol):
+    return chunked_ol
 
 
 @pytest.fixture

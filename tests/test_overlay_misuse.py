@@ -8,22 +8,15 @@ import math
 import threading
 
 import pytest
-from simboard_fixtures import assert_exact, make_board, make_overlay, sample_images
+from simboard_fixtures import assert_exact, make_overlay, sample_images
 
 from lenet5_pynq import overlay as drv
 from lenet5_pynq import weights
 
 
 @pytest.fixture(scope="module")
-def board():
-    return make_board("pynq-z2")
-
-
-@pytest.fixture(scope="module")
-def ol(board):
-    overlay = make_overlay(board, chunk_images=16)
-    yield overlay
-    overlay.close()
+def ol(chunked_ol):
+    return chunked_ol
 
 
 def _hammer(ol, threads, calls, sizes):

@@ -14,11 +14,6 @@ from lenet5_pynq.simboard import hwh
 
 
 @pytest.fixture(scope="module")
-def board():
-    return make_board("pynq-z2")
-
-
-@pytest.fixture(scope="module")
 def ol(board):
     return make_overlay(board)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from simboard_fixtures import assert_exact, make_board, make_overlay, sample_images
+from simboard_fixtures import assert_exact, make_overlay, sample_images
 
 from lenet5_pynq import hls_stream
 from lenet5_pynq import overlay as drv
@@ -15,11 +15,6 @@ from lenet5_pynq.backends.base import Prediction
 # modes other than MODE_LOAD_WEIGHTS (1): the documented classify mode, undocumented small
 # values, the top bit, all ones, and a value whose low byte is 1 (the top compares all 32 bits)
 CLASSIFYING_MODES = [hls_stream.MODE_CLASSIFY, 2, 3, 7, 0x8000_0000, 0xFFFF_FFFF, 0x101]
-
-
-@pytest.fixture(scope="module")
-def board():
-    return make_board("pynq-z2")
 
 
 @pytest.fixture(scope="module")
