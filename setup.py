@@ -27,11 +27,11 @@ SHIPPED_SOURCES = {
 
 class BuildWithSources(build_py):
     def run(self):
-        super().run()
         package = Path(self.build_lib) / "lenet5_pynq"
-        # build/lib may hold copies of an earlier build: ship exactly today's files.
-        for stale in (package / "_src", package / "bitstreams" / "notebooks"):
-            shutil.rmtree(stale, ignore_errors=True)
+        # build/lib may hold an earlier build (modules since moved or deleted): ship exactly
+        # today's files.
+        shutil.rmtree(package, ignore_errors=True)
+        super().run()
         _copy(HERE / "notebooks", ("*.ipynb",), package / "bitstreams" / "notebooks")
         for tree, patterns in SHIPPED_SOURCES.items():
             _copy(HERE / tree, patterns, package / "_src" / tree)

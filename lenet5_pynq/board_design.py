@@ -43,7 +43,7 @@ ACCEL_STREAM_IN = "in_r"
 ACCEL_STREAM_OUT = "out_r"
 ACCEL_CONTROL = "s_axi_control"
 ACCEL_CONTROL_BLOCK = "Reg"
-# The names of the accelerator's registers (keys of `hls_stream.REGISTERS`) in the overlay
+# The names of the accelerator's registers (keys of `regmap.REGISTERS`) in the overlay
 # metadata, as Vitis HLS names them in the IP's register map.
 ACCEL_REGISTER_NAMES = {"CTRL": "CTRL", "GIE": "GIER", "IER": "IP_IER", "ISR": "IP_ISR", "N": "n", "MODE": "mode"}
 

@@ -48,17 +48,6 @@ WEIGHT_ACK_DTYPE = np.dtype([("magic", "<u2"), ("status", "<u2"), ("words", "<u2
 ACK_OK = 0
 ACK_BAD_HEADER = 1
 
-# AXI4-Lite registers of the `control` bundle as Vitis HLS assigns them for
-# lenet5(in, out, n, mode) with ap_ctrl_hs (the driver reads the real ones from the .hwh).
-REGISTERS = {
-    "CTRL": 0x00,  # bit 0 ap_start, 1 ap_done, 2 ap_idle, 3 ap_ready
-    "GIE": 0x04,
-    "IER": 0x08,
-    "ISR": 0x0C,
-    "N": 0x10,  # number of images in the batch (mode 0)
-    "MODE": 0x18,  # 0 classify, 1 load weights
-}
-
 assert RESULT_DTYPE.itemsize % BEAT_BYTES == 0 and WEIGHT_ACK_DTYPE.itemsize == BEAT_BYTES
 
 

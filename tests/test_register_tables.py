@@ -1,6 +1,6 @@
 """Three independent witnesses of the overlay's register interface agree: the simulated board's
 own tables from PG021 and UG1399 (`lenet5_pynq.simboard.registers`), the overlay driver's
-constants (`lenet5_pynq.overlay`, `hls_stream.REGISTERS`, `board_design`), and pynq's stock
+constants (`lenet5_pynq.overlay`, `regmap.REGISTERS`, `board_design`), and pynq's stock
 `pynq.lib.dma.DMA`, whose offsets and masks are read off the accesses it makes.  The simulated
 board imports neither driver, so a wrong offset in one of them is caught, not mirrored."""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lenet5_pynq import board_design, hls_stream
+from lenet5_pynq import board_design, regmap
 from lenet5_pynq.simboard import registers as reg
 
 pynq = pytest.importorskip("pynq", reason="pynq is not installed (the [board] extra)")
@@ -64,10 +64,10 @@ def test_ug1399_control_register_is_the_drivers():
 
 
 def test_accelerator_register_map_is_the_contracts():
-    """hls_stream.REGISTERS (the driver's offsets) under board_design's metadata names is the map
+    """regmap.REGISTERS (the driver's offsets) under board_design's metadata names is the map
     UG1399's rules give for the top's arguments."""
-    assert set(hls_stream.REGISTERS) == set(board_design.ACCEL_REGISTER_NAMES)
-    mapped = {board_design.ACCEL_REGISTER_NAMES[k]: off for k, off in hls_stream.REGISTERS.items()}
+    assert set(regmap.REGISTERS) == set(board_design.ACCEL_REGISTER_NAMES)
+    mapped = {board_design.ACCEL_REGISTER_NAMES[k]: off for k, off in regmap.REGISTERS.items()}
     assert mapped == {r.name: r.offset for r in reg.LENET5_REGISTERS}
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from simboard_fixtures import assert_exact, make_board, make_overlay, sample_images
 
-from lenet5_pynq import board_design, hls_config, hls_stream
+from lenet5_pynq import board_design, hls_config, hls_stream, regmap
 from lenet5_pynq import overlay as drv
 from lenet5_pynq.simboard import hwh
 
@@ -46,7 +46,7 @@ def test_hwh_parses_with_pynqs_parsers(name, which, tmp_path):
     assert int(params["c_sg_length_width"]) == board_design.DMA_LENGTH_WIDTH == 26
     assert int(params["c_m_axis_mm2s_tdata_width"]) == 64 and int(params["c_include_sg"]) == 0
     regs = parser.ip_dict[board_design.ACCEL_NAME]["registers"]
-    for key, offset in hls_stream.REGISTERS.items():
+    for key, offset in regmap.REGISTERS.items():
         assert regs[board_design.ACCEL_REGISTER_NAMES[key]]["address_offset"] == offset
     assert parser.clock_dict[0]["enable"] == 1
     assert parser.clock_dict[0]["divisor0"] * parser.clock_dict[0]["divisor1"] == (10 if b.family == "zynq" else 15)
@@ -94,11 +94,11 @@ def test_pynq_dma_driver_runs_against_the_model(ol, board):
     dst = allocate((3 * drv.RESULT_BYTES // 8,), np.uint64, target=board)
     src[:] = images.reshape(3, -1)
     core = ol.lenet5_core
-    core.write(hls_stream.REGISTERS["N"], 3)
-    core.write(hls_stream.REGISTERS["MODE"], hls_stream.MODE_CLASSIFY)
+    core.write(regmap.REGISTERS["N"], 3)
+    core.write(regmap.REGISTERS["MODE"], hls_stream.MODE_CLASSIFY)
     dma.recvchannel.transfer(dst)
     dma.sendchannel.transfer(src)
-    core.write(hls_stream.REGISTERS["CTRL"], drv.AP_START)
+    core.write(regmap.REGISTERS["CTRL"], drv.AP_START)
     dma.sendchannel.wait()
     dma.recvchannel.wait()
     assert dma.recvchannel.transferred == 3 * drv.RESULT_BYTES

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from simboard_fixtures import assert_exact, make_overlay, sample_images
 
-from lenet5_pynq import hls_stream
+from lenet5_pynq import hls_stream, regmap
 from lenet5_pynq import overlay as drv
 from lenet5_pynq.backends.base import Prediction
 
@@ -47,11 +47,11 @@ def run_batch(ol, board, mode: int, images: np.ndarray) -> tuple[np.ndarray, int
     # the next transfer as the first
     dma.sendchannel.start()
     dma.recvchannel.start()
-    core.write(hls_stream.REGISTERS["N"], n)
-    core.write(hls_stream.REGISTERS["MODE"], mode)
+    core.write(regmap.REGISTERS["N"], n)
+    core.write(regmap.REGISTERS["MODE"], mode)
     dma.recvchannel.transfer(dst)
     dma.sendchannel.transfer(src)
-    core.write(hls_stream.REGISTERS["CTRL"], drv.AP_START)
+    core.write(regmap.REGISTERS["CTRL"], drv.AP_START)
     wait_idle(dma.sendchannel, f"MM2S, mode 0x{mode:x}")
     wait_idle(dma.recvchannel, f"S2MM, mode 0x{mode:x}")
     return np.array(dst), dma.recvchannel.transferred
@@ -95,10 +95,10 @@ def test_no_images_means_no_run_of_the_datapath(ol, board, mode):
     accel = board._pl().accel
     runs = accel.runs
     try:
-        core.write(hls_stream.REGISTERS["N"], 0)
-        core.write(hls_stream.REGISTERS["MODE"], mode)
-        core.write(hls_stream.REGISTERS["CTRL"], drv.AP_START)
-        ctrl = core.read(hls_stream.REGISTERS["CTRL"])
+        core.write(regmap.REGISTERS["N"], 0)
+        core.write(regmap.REGISTERS["MODE"], mode)
+        core.write(regmap.REGISTERS["CTRL"], drv.AP_START)
+        ctrl = core.read(regmap.REGISTERS["CTRL"])
         assert ctrl & drv.AP_DONE and ctrl & drv.AP_IDLE
         assert accel.runs == runs + 1 and len(accel.out) == 0
     finally:
@@ -120,11 +120,11 @@ def test_mode_one_still_loads_weights(ol, board):
     dma.sendchannel.start()
     dma.recvchannel.start()
     try:
-        core.write(hls_stream.REGISTERS["N"], 0)
-        core.write(hls_stream.REGISTERS["MODE"], hls_stream.MODE_LOAD_WEIGHTS)
+        core.write(regmap.REGISTERS["N"], 0)
+        core.write(regmap.REGISTERS["MODE"], hls_stream.MODE_LOAD_WEIGHTS)
         dma.recvchannel.transfer(dst)
         dma.sendchannel.transfer(src)
-        core.write(hls_stream.REGISTERS["CTRL"], drv.AP_START)
+        core.write(regmap.REGISTERS["CTRL"], drv.AP_START)
         wait_idle(dma.sendchannel, "MM2S, mode 1")
         wait_idle(dma.recvchannel, "S2MM, mode 1")
         ack = hls_stream.parse_ack(int(np.array(dst)[0]))

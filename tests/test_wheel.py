@@ -96,6 +96,13 @@ def test_wheel_carries_the_sources_and_the_notebooks(wheel):
     assert not [n for n in names if "/build/" in n or "/results/" in n or n.endswith((".o", ".so"))]
 
 
+def test_wheel_holds_exactly_the_package_s_modules(wheel):
+    # No module of an earlier build left behind in build/lib (a moved module shipped twice).
+    names = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("lenet5_pynq/") and n.endswith(".py")}
+    here = {str(p.relative_to(REPO)) for p in (REPO / "lenet5_pynq").rglob("*.py")}
+    assert names == here
+
+
 def test_shipped_sources_are_the_checkout_s(wheel):
     with zipfile.ZipFile(wheel) as archive:
         for name in archive.namelist():

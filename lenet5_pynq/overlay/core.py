@@ -1,28 +1,21 @@
-"""The `DefaultIP` driver of the LeNet-5 HLS accelerator and its `ap_ctrl_hs` control register
-constants (Vitis HLS, UG1399)."""
+"""The `DefaultIP` driver of the LeNet-5 HLS accelerator (its register map: `lenet5_pynq.regmap`)."""
 
 from __future__ import annotations
 
 from pynq import DefaultIP
 
-from .. import board_design, hls_config, hls_stream
+from .. import board_design, hls_config
+from ..regmap import AP_AUTO_RESTART, AP_DONE, AP_IDLE, AP_READY, AP_START, REGISTERS  # noqa: F401 - re-exported
 
-# ----------------------------------------------------- the accelerator (Vitis HLS ap_ctrl_hs)
-# UG1399, "S_AXILITE control register map": CTRL bits.
-AP_START = 1 << 0  # set by software; cleared by the core when it asserts ap_ready
-AP_DONE = 1 << 1  # clear on read
-AP_IDLE = 1 << 2
-AP_READY = 1 << 3  # clear on read
-AP_AUTO_RESTART = 1 << 7
-REG_CTRL = hls_stream.REGISTERS["CTRL"]
-REG_N = hls_stream.REGISTERS["N"]
-REG_MODE = hls_stream.REGISTERS["MODE"]
+REG_CTRL = REGISTERS["CTRL"]
+REG_N = REGISTERS["N"]
+REG_MODE = REGISTERS["MODE"]
 
 
 class LeNet5Core(DefaultIP):
     """Driver of the LeNet-5 HLS accelerator (`ap_ctrl_hs` control, arguments `n` and `mode`).
 
-    The register offsets are `hls_stream.REGISTERS`; the constructor checks them against the
+    The register offsets are `REGISTERS`; the constructor checks them against the
     register map in the overlay's metadata, so a bitstream built from other sources is refused
     instead of misdriven.  The last written `n` and `mode` are remembered so that a call writes
     only what changed; `forget()` drops them after a reset (which zeroes the registers).
@@ -33,7 +26,7 @@ class LeNet5Core(DefaultIP):
     def __init__(self, description):
         super().__init__(description=description)
         registers = description.get("registers") or {}
-        for key, offset in hls_stream.REGISTERS.items():
+        for key, offset in REGISTERS.items():
             name = board_design.ACCEL_REGISTER_NAMES[key]
             for candidate in (name, f"{name}_V"):
                 if candidate in registers and registers[candidate]["address_offset"] != offset:
