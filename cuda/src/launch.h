@@ -3,12 +3,20 @@
 
 #include <cuda_runtime.h>
 
+#include "lenet5_gpu.h"
 #include "network_types.cuh"
 
 namespace lenet5 {
 
-// Values of lenet5_variant, less one (AUTO is resolved by the caller).
-enum Variant : int { kVariantWarp = 0, kVariantBlock = 1, kVariantWarpSmall = 2, kNumVariants = 3 };
+// Values of lenet5_variant, less one (AUTO is resolved by the caller): indices from 0.
+enum Variant : int {
+    kVariantWarp = LENET5_VARIANT_WARP - 1,
+    kVariantBlock = LENET5_VARIANT_BLOCK - 1,
+    kVariantWarpSmall = LENET5_VARIANT_WARP_SMALL - 1,
+    kNumVariants = LENET5_VARIANT_WARP_SMALL
+};
+static_assert(LENET5_VARIANT_AUTO == 0 && kVariantWarp >= 0 && kVariantBlock >= 0 && kVariantWarpSmall >= 0,
+              "the variants after AUTO index the launch tables");
 
 struct LaunchInfo {
     int block;               // threads per block

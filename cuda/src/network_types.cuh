@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "fixed_cast.cuh"
+#include "lenet5_gpu.h"
 #include "lenet5_shapes.h"
 
 namespace lenet5 {
@@ -37,7 +38,7 @@ struct FloatMode {
     using act_t = float;    // activations in shared memory
     using logit_t = float;  // logits in global memory
     static constexpr bool kFixed = false;
-    static constexpr int kIndex = 0;  // LENET5_MODE_FLOAT
+    static constexpr int kIndex = LENET5_MODE_FLOAT;
 };
 
 // Fixed point: raw integers carried in float64, exact (every partial sum < 2**53).
@@ -46,7 +47,7 @@ struct FixedMode {
     using act_t = double;
     using logit_t = int16_t;
     static constexpr bool kFixed = true;
-    static constexpr int kIndex = 1;  // LENET5_MODE_FIXED
+    static constexpr int kIndex = LENET5_MODE_FIXED;
 };
 
 // Weights in device memory, Keras layout.  Float mode: conv1's kernel is pre-scaled by
