@@ -5,28 +5,49 @@
 namespace lenet5 {
 namespace {
 
-// Variants, per mode.  Config<mode, block, team, images per team, conv1 channels per item,
-// conv2 channels per item, dense images per item, dense outputs per item, partial sums,
-// min blocks per SM, activation type, all weights in shared memory, conv2 input-channel split>
+// A variant's launch shape, field by field (Config's parameters, network_kernel.cuh, by name).
+struct Shape {
+    int block;             // threads per block
+    int team;              // threads sharing images_per_team images: a warp (32) or the block
+    int images_per_team;
+    int conv1_channels;    // output channels a thread computes per conv1 work item
+    int conv2_channels;    // ... per conv2 work item
+    int dense_images;      // images a thread computes per dense work item
+    int dense_outputs;     // outputs per dense work item (at most)
+    int partial_sums;      // independent partial sums per dense output
+    int min_blocks;        // blocks per SM the compiler must fit (register budget)
+    bool all_weights_smem; // every weight in shared memory as float32 (latency)
+    int conv2_split;       // 0, or conv2 split over this many input-channel groups (one image a block)
+    bool dense_weights_smem;
+};
+
+// Throughput: a warp per 2 images, 4 warps a block.
+constexpr Shape kWarp = {128, 32, 2, 6, 8, 2, 4, 1, 1, false, 0, false};
+// 8 warps sharing the conv weights, at most 128 registers: 16 warps per SM instead of 8.
+constexpr Shape kWarpSmall = {256, 32, 2, 6, 4, 2, 4, 1, 2, false, 0, false};
+// Latency: a block of 1024 threads per image; conv2 split over its 6 input channels and the dense
+// layers over k, so every stage has short paths; dense weights read from L2.
+constexpr Shape kBlockFloat = {1024, 1024, 1, 2, 2, 1, 2, 1, 1, true, 6, false};   // conv weights float32 in smem
+constexpr Shape kBlockFixed = {1024, 1024, 1, 2, 2, 1, 2, 1, 1, false, 6, false};  // weights stay float64
+
+// The Config of a mode, a shape and the activations' type in shared memory.
+template <class M, const Shape& S, class ActT>
+using ConfigOf =
+    Config<M, S.block, S.team, S.images_per_team, S.conv1_channels, S.conv2_channels, S.dense_images, S.dense_outputs,
+           S.partial_sums, S.min_blocks, ActT, S.all_weights_smem, S.conv2_split, S.dense_weights_smem>;
+
 template <class M> struct Variants;
 
 template <> struct Variants<FloatMode> {
-    // Throughput: a warp per 2 images, 4 warps a block.
-    using Warp = Config<FloatMode, 128, 32, 2, 6, 8, 2, 4, 1, 1, float, false>;
+    using Warp = ConfigOf<FloatMode, kWarp, float>;
     using WarpSmall = Warp;  // float activations already
-    // Latency: a block of 1024 threads per image, conv weights in shared memory (float32), dense
-    // weights read from L2; conv2 split over its 6 input channels and the dense layers over
-    // k, so every stage has short paths.
-    using Block = Config<FloatMode, 1024, 1024, 1, 2, 2, 1, 2, 1, 1, float, true, 6, false>;
+    using Block = ConfigOf<FloatMode, kBlockFloat, float>;
 };
 
 template <> struct Variants<FixedMode> {
-    using Warp = Config<FixedMode, 128, 32, 2, 6, 8, 2, 4, 1, 1, double, false>;
-    // Activations as float (exact: 16-bit integers), 8 warps sharing the conv weights, at most
-    // 128 registers: 16 warps per SM instead of 8.
-    using WarpSmall = Config<FixedMode, 256, 32, 2, 6, 4, 2, 4, 1, 2, float, false>;
-    // Latency: as for float, but the weights stay float64 (no conversions on the critical path).
-    using Block = Config<FixedMode, 1024, 1024, 1, 2, 2, 1, 2, 1, 1, double, false, 6, false>;
+    using Warp = ConfigOf<FixedMode, kWarp, double>;
+    using WarpSmall = ConfigOf<FixedMode, kWarpSmall, float>;  // float activations: exact for 16-bit integers
+    using Block = ConfigOf<FixedMode, kBlockFixed, double>;
 };
 
 template <class C, class K>
