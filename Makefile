@@ -28,7 +28,7 @@ format:  ## apply ruff format and clang-format (then review the diff)
 	$(PYTHON) -m ruff format .
 	$(CLANG_FORMAT) -i $(C_SOURCES)
 
-test:  ## the full suite, as README.md runs it (about 14 minutes on 2 cores)
+test:  ## the full suite, as README.md runs it (about 7 minutes on 2 cores)
 	$(PYTHON) -m pytest -q -rs
 
 test-fast:  ## the suite without the long acceptance runs (pytest -m "not slow")
