@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -48,17 +47,6 @@ _loaded_key: object = "power-on"  # the weight set now in the library's memories
 
 class CsimError(RuntimeError):
     """The simulated accelerator broke the stream contract."""
-
-
-def _cdef() -> str:
-    text = (HLS_SRC / "csim_api.h").read_text()
-    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    lines = [
-        ln
-        for ln in text.splitlines()
-        if ln.strip() and not ln.lstrip().startswith("#") and ln.strip() not in ('extern "C" {', "}")
-    ]
-    return "\n".join(lines)
 
 
 def build(verbose: bool = False, force: bool = False) -> Path:
@@ -111,7 +99,7 @@ def library():
                 path, rebuild = Path(os.environ[ENV_LIB]), None
             else:
                 path, rebuild = build(), lambda: build(force=True)
-            cdef = _cdef()
+            cdef = sharedlib.header_cdef(HLS_SRC / "csim_api.h")
             ffi = cffi.FFI()
             ffi.cdef(cdef)
             try:

@@ -45,8 +45,8 @@ def header_cdef(path) -> str:
 
 
 def declared_functions(cdef: str) -> list[str]:
-    """The function names a C declaration text declares (``type name(...);``)."""
-    return re.findall(r"\b([A-Za-z_]\w*)\s*\([^;{]*\)\s*;", cdef)
+    """The function names a C declaration text declares (``type name(...);``), comments aside."""
+    return re.findall(r"\b([A-Za-z_]\w*)\s*\([^;{]*\)\s*;", re.sub(r"/\*.*?\*/", " ", cdef, flags=re.S))
 
 
 def check_elf(path) -> str | None:
@@ -103,10 +103,10 @@ def _pin(ffi, path: Path) -> None:
     already open).  cffi closes a library when its lib object is collected, at the latest when
     the interpreter shuts down; an OpenMP kernel's libgomp would then be unmapped under its idle
     worker threads, a segfault at exit (seen with cffi 1.15 on Python 3.10)."""
-    flags = getattr(ffi, "RTLD_NOW", 0) | getattr(ffi, "RTLD_NOLOAD", 0) | getattr(ffi, "RTLD_NODELETE", 0)
-    if not getattr(ffi, "RTLD_NODELETE", 0) or not getattr(ffi, "RTLD_NOLOAD", 0):
+    noload, nodelete = getattr(ffi, "RTLD_NOLOAD", 0), getattr(ffi, "RTLD_NODELETE", 0)
+    if not (noload and nodelete):
         return  # not POSIX with glibc-like flags: nothing to pin with
-    _PINNED.append(ffi.dlopen(str(path), flags))
+    _PINNED.append(ffi.dlopen(str(path), ffi.RTLD_NOW | noload | nodelete))
 
 
 _PINNED: list = []  # the pinning handles: closing them is harmless, but keep them anyway

@@ -56,11 +56,7 @@ def header_enum(prefix: str, path: Path = HEADER) -> dict[str, int]:
 
 def declared_functions(cdef: str) -> list[str]:
     """Names of the C API's functions that a cdef declares."""
-    return [
-        name
-        for name in sharedlib.declared_functions(re.sub(r"/\*.*?\*/", " ", cdef, flags=re.S))
-        if name.startswith("lenet5_gpu_")
-    ]
+    return [name for name in sharedlib.declared_functions(cdef) if name.startswith("lenet5_gpu_")]
 
 
 def check_header(path: Path = HEADER, library: Path | None = None) -> list[str]:
@@ -116,11 +112,12 @@ def load_library():
 
         ffi = cffi.FFI()
         try:
-            ffi.cdef(header_cdef())
+            cdef = header_cdef()
+            ffi.cdef(cdef)
         except (OSError, ValueError) as e:
             raise GpuLibraryMissing(f"the C API's declarations are unreadable: {e}") from None
         try:
-            lib = sharedlib.open_library(path, ffi, declared_functions(header_cdef()), what="CUDA library")
+            lib = sharedlib.open_library(path, ffi, declared_functions(cdef), what="CUDA library")
         except sharedlib.LibraryError as e:
             raise GpuLibraryMissing(f"{e}: rebuild it with `python -m lenet5_pynq.gpu build`") from None
         _LIB = (ffi, lib)
