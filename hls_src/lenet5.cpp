@@ -3,7 +3,7 @@
 // contents are the shipped weights; mode 1 rewrites them in place.
 //
 // The cycles, memories and area of every stage are simulated and synthesised from the same
-// configs by `python -m lenet5_pynq.budget` (hls_src/README.md has its table).
+// configs by `python -m lenet5_pynq.budget` (hls_src/README.md says how each figure is obtained).
 #include "lenet5.h"
 
 #include "lenet5_layers.h"

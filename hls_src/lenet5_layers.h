@@ -33,8 +33,8 @@ template <typename T, int N> struct vec {
     T v[N];
 };
 
-// A product whose multiplier is bound to LUTs (Fabric) or to a DSP48 slice.
-template <bool Fabric> struct multiply;
+// A product whose multiplier is bound to LUTs (InLuts) or to a DSP48 slice.
+template <bool InLuts> struct multiply;
 template <> struct multiply<true> {
     template <typename A, typename B> static auto run(const A &a, const B &b) -> decltype(a * b) {
 #pragma HLS INLINE
@@ -98,7 +98,7 @@ Accum mac_lane(const In *x, const word_t *w, const Accum &running) {
 products:
     for (int s = 0; s < Simd; ++s) {
 #pragma HLS UNROLL
-        p[s] = multiply<C::fabric>::run(x[s], from_word<typename C::kernel_t>(w[s]));
+        p[s] = multiply<C::lut_multipliers>::run(x[s], from_word<typename C::kernel_t>(w[s]));
     }
     return running + adder_tree<Simd>::sum(p);
 }

@@ -159,7 +159,7 @@ def stages(spec: fixedspec.FixedSpec | None = None) -> list[Stage]:
     for s in shapes:
         layer, p, f = s.layer, hls_config.PARALLELISM[s.layer.name], spec.layers[s.layer.name]
         w_in = spec.in_format(layer.name).width
-        mults, kind = p.pe * p.simd, "LUT" if p.fabric else "DSP"
+        mults, kind = p.pe * p.simd, "LUT" if p.lut_multipliers else "DSP"
         if isinstance(layer, network.Conv):
             h, w, c = s.in_shape
             k, ch, cw = layer.kernel, s.conv_shape[0], s.conv_shape[1]

@@ -176,7 +176,7 @@ def types_header(spec: fixedspec.FixedSpec, source: str) -> str:
             f"    static constexpr bool relu = {str(layer.relu).lower()};",
             f"    static constexpr int pe = {p.pe};  // {what[0]} in parallel",
             f"    static constexpr int simd = {p.simd};  // {what[1]} multiplied in parallel for each",
-            f"    static constexpr bool fabric = {str(p.fabric).lower()};  // multipliers in {'LUTs' if p.fabric else 'DSP48 slices'}",
+            f"    static constexpr bool lut_multipliers = {str(p.lut_multipliers).lower()};  // multipliers in {'LUTs' if p.lut_multipliers else 'DSP48 slices'}",
             "};",
             "",
         ]

@@ -65,20 +65,20 @@ INPUT_PIXELS_PER_ELEMENT = 1
 class Parallelism:
     pe: int  # output channels (conv) / output units (dense) computed in parallel
     simd: int  # taps (conv) / inputs (dense) multiplied in parallel for each of them
-    fabric: bool  # True: multipliers in LUTs (BIND_OP impl=fabric); False: DSP48 slices
+    lut_multipliers: bool  # True: multipliers in LUTs (BIND_OP impl=fabric); False: DSP48 slices
 
 
 PARALLELISM: dict[str, Parallelism] = {
     # Every product on a DSP48 slice (191 of the xc7z020's 220).  conv1 sets the interval:
     # 576 windows x 3 neuron folds = 1,728 cycles an image.
-    "conv1": Parallelism(pe=2, simd=25, fabric=False),
+    "conv1": Parallelism(pe=2, simd=25, lut_multipliers=False),
     # 64 windows x 25 synapse folds = 1,600 cycles: keeps up with conv1 over a whole image.
-    "conv2": Parallelism(pe=16, simd=6, fabric=False),
+    "conv2": Parallelism(pe=16, simd=6, lut_multipliers=False),
     # 256 inputs / 2 x 10 neuron folds = 1,280 cycles, overlapping conv2's output.
-    "fc1": Parallelism(pe=12, simd=2, fabric=False),
+    "fc1": Parallelism(pe=12, simd=2, lut_multipliers=False),
     # 120 / 2 x 12 = 720 and 84 / 7 x 10 = 120 cycles: serial after fc1, on the latency path.
-    "fc2": Parallelism(pe=7, simd=2, fabric=False),
-    "fc3": Parallelism(pe=1, simd=7, fabric=False),
+    "fc2": Parallelism(pe=7, simd=2, lut_multipliers=False),
+    "fc3": Parallelism(pe=1, simd=7, lut_multipliers=False),
 }
 
 # Depth of each FIFO between two stages (elements), by stream name in hls_src/lenet5.cpp, chosen

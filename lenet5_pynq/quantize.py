@@ -1,10 +1,10 @@
 """Pick the 16-bit fixed-point formats of every tensor and write the spec beside the weights.
 
-    python -m lenet5_pynq.quantize [--weights FILE] [--mnist DIR] [--out FILE|DIR] [--fabric-formats]
+    python -m lenet5_pynq.quantize [--weights FILE] [--mnist DIR] [--out FILE|DIR] [--accelerator-formats]
 
 The spec goes beside the given weights, or to --out (a directory gets fixed_spec.json); the
 command never writes inside the installed package, so the shipped weights (the default) need
---out.  With --fabric-formats the formats are not chosen but those built into the accelerator
+--out.  With --accelerator-formats the formats are not chosen but those built into the accelerator
 (the shipped spec's), so that csim, sim and the board run the new weights without a new build;
 weights or sums that do not fit them are refused.
 
@@ -80,21 +80,21 @@ def choose_spec(params: dict[str, np.ndarray], images: np.ndarray, weights_sha25
     return spec
 
 
-def fabric_formats_spec(
-    params: dict[str, np.ndarray], images: np.ndarray, weights_sha256: str = "", fabric: FixedSpec | None = None
+def accelerator_formats_spec(
+    params: dict[str, np.ndarray], images: np.ndarray, weights_sha256: str = "", built: FixedSpec | None = None
 ) -> tuple[FixedSpec, list[str]]:
-    """The spec of `params` in the formats built into the accelerator (`fabric`, default the
+    """The spec of `params` in the formats built into the accelerator (`built`, default the
     shipped spec's), and a note per layer whose measured activations those formats saturate.
     ValueError when kernels or biases lie beyond their formats, or a worst-case sum beyond its
     accumulator (the fabric's accumulators wrap; the golden model's sums never do)."""
-    fabric = fabric or fixedspec.load(fixedspec.SHIPPED)
-    problems = validation.saturated(params, fabric.layers)
+    built = built or fixedspec.load(fixedspec.SHIPPED)
+    problems = validation.saturated(params, built.layers)
     notes = []
     peaks = measure_activations(params, images)
     for layer in network.LAYERS:
-        f = fabric.layers[layer.name]
+        f = built.layers[layer.name]
         bound = worst_case_sum(
-            params[f"{layer.name}/kernel"], params[f"{layer.name}/bias"], f.kernel, f.bias, fabric.in_format(layer.name)
+            params[f"{layer.name}/kernel"], params[f"{layer.name}/bias"], f.kernel, f.bias, built.in_format(layer.name)
         )
         if bound > f.accum.max_raw:
             problems.append(
@@ -108,7 +108,7 @@ def fabric_formats_spec(
     if problems:
         raise ValueError("; ".join(problems))
     meta = {"calibration_images": len(images), "activation_peaks": peaks, "formats": "fabric (the shipped spec's)"}
-    spec = FixedSpec(fabric.input, dict(fabric.layers), weights_sha256, meta)
+    spec = FixedSpec(built.input, dict(built.layers), weights_sha256, meta)
     spec.validate()
     return spec, notes
 
@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--out", help="spec file, or a directory for fixed_spec.json (default: beside the weights)")
     parser.add_argument(
-        "--fabric-formats",
+        "--accelerator-formats",
         action="store_true",
         help="keep the formats built into the accelerator (csim, sim, the board) instead of choosing them",
     )
@@ -146,15 +146,17 @@ def main(argv=None) -> int:
         parser.error(f"--calibration must be 1..{len(images)}")
     notes = []
     try:
-        if args.fabric_formats:
-            spec, notes = fabric_formats_spec(params, images[: args.calibration], fixedspec.file_sha256(args.weights))
+        if args.accelerator_formats:
+            spec, notes = accelerator_formats_spec(
+                params, images[: args.calibration], fixedspec.file_sha256(args.weights)
+            )
         else:
             spec = choose_spec(params, images[: args.calibration], fixedspec.file_sha256(args.weights))
     except ValueError as e:  # SpecError, or a FixedFormat too wide: activations beyond any format
         what = (
-            "does not fit the accelerator's formats (quantize without --fabric-formats, and build an "
+            "does not fit the accelerator's formats (quantize without --accelerator-formats, and build an "
             "accelerator for that spec)"
-            if args.fabric_formats
+            if args.accelerator_formats
             else "no fixed-point formats hold this network"
         )
         print(f"error: {args.weights}: {what}: {e}", file=sys.stderr)

@@ -55,7 +55,7 @@ def test_cache_holds_every_current_config():
     )
     for e in entries.values():
         assert e["yosys"].startswith("Yosys ") and re.fullmatch(r"\d{4}-\d\d-\d\d", e["date"])
-        assert e["counts"]["dsp"] == (0 if e["config"]["fabric"] else e["config"]["pe"] * e["config"]["simd"])
+        assert e["counts"]["dsp"] == (0 if e["config"]["lut_multipliers"] else e["config"]["pe"] * e["config"]["simd"])
 
 
 def test_a_miss_without_yosys_says_how_to_fill_the_cache(tmp_path, monkeypatch):
@@ -74,7 +74,7 @@ def test_verilog_follows_the_configs(monkeypatch):
         assert len(re.findall(r"wire signed \[\d+:0\] prod_l\d+_t\d+ =", text)) == p.pe * p.simd
         assert f"w_l{p.pe - 1}_t{p.simd - 1} = w[" in text  # kernel words come from the port, never constants
     before = area.job("fc3", "xc7")
-    monkeypatch.setitem(hls_config.PARALLELISM, "fc3", hls_config.Parallelism(pe=1, simd=7, fabric=True))
+    monkeypatch.setitem(hls_config.PARALLELISM, "fc3", hls_config.Parallelism(pe=1, simd=7, lut_multipliers=True))
     after = area.job("fc3", "xc7")
     assert after.key != before.key and "-nodsp" in after.script and "-nodsp" not in before.script
     assert area.job("fc3", "xcu").key == area.job("fc3", "xcup").key  # xcu is synthesised as xcup
@@ -117,14 +117,16 @@ def test_resynthesis_reproduces_the_cache(yosys):
 
 
 @pytest.mark.slow
-def test_fabric_multipliers_go_to_luts(yosys, monkeypatch):
+def test_lut_multipliers_go_to_luts(yosys, monkeypatch):
     """fc3 cut to one product (pe=1, simd=1: hls_config.check() accepts it) so that the LUT
     multiplier synthesises in seconds."""
     res = {}
-    for fabric in (False, True):
-        monkeypatch.setitem(hls_config.PARALLELISM, "fc3", hls_config.Parallelism(pe=1, simd=1, fabric=fabric))
+    for in_luts in (False, True):
+        monkeypatch.setitem(
+            hls_config.PARALLELISM, "fc3", hls_config.Parallelism(pe=1, simd=1, lut_multipliers=in_luts)
+        )
         hls_config.check()
-        res[fabric] = area.synthesize(area.job("fc3", "xc7"), yosys)["counts"]
+        res[in_luts] = area.synthesize(area.job("fc3", "xc7"), yosys)["counts"]
     assert res[False]["dsp"] == 1 and res[True]["dsp"] == 0
     assert res[True]["lut"] > res[False]["lut"] + 100, res  # a 16 x 16 product takes hundreds of LUTs
 

@@ -1,7 +1,7 @@
 """The train-to-deploy loop: `evaluate`, `classify` and `bench` run other weights (--weights, with
 the spec beside them or --spec) on every backend, bit-exact with the golden model on the same
 weights; csim, sim and the board take only specs in their built formats (`quantize
---fabric-formats`), and every refusal is one line naming the file."""
+--accelerator-formats`), and every refusal is one line naming the file."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def small_mnist(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def retrained(tmp_path_factory, small_mnist):
-    """Two copies of one retrained-like archive: `fabric/` with the spec `quantize --fabric-formats`
+    """Two copies of one retrained-like archive: `fabric/` with the spec `quantize --accelerator-formats`
     writes beside it, `own/` with the one plain `quantize` writes (formats of its own)."""
     params = _perturbed(weights.load()[0])
     root = tmp_path_factory.mktemp("retrained")
@@ -56,7 +56,7 @@ def retrained(tmp_path_factory, small_mnist):
         weights.save(path, params, {"test": "perturbed shipped weights"})
         sha = fixedspec.file_sha256(path)
         if kind == "fabric":
-            spec = quantize.fabric_formats_spec(params, images, sha)[0]
+            spec = quantize.accelerator_formats_spec(params, images, sha)[0]
         else:
             spec = quantize.choose_spec(params, images, sha)
         fixedspec.save(spec, path.with_name("fixed_spec.json"))
@@ -126,7 +126,7 @@ def test_own_formats_run_on_the_golden_model_and_are_refused_by_the_fabric(retra
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1
         assert err.startswith(f"error: {retrained['own'].with_name('fixed_spec.json')}: layers.")
-        assert "was built with" in err and "--fabric-formats" in err
+        assert "was built with" in err and "--accelerator-formats" in err
 
 
 def test_missing_spec_beside_the_weights_is_one_line_naming_it(retrained, small_mnist, tmp_path, capsys):
@@ -186,8 +186,8 @@ def test_bench_runs_the_given_weights_and_skips_what_cannot(retrained, capsys):
     assert any(line.startswith("skipped csim: ") and "was built with" in line for line in logged)
 
 
-# ------------------------------------------------------------------ quantize --fabric-formats
-def test_quantize_fabric_formats_keeps_the_built_formats(retrained, small_mnist, tmp_path, capsys):
+# ------------------------------------------------------------------ quantize --accelerator-formats
+def test_quantize_accelerator_formats_keeps_the_built_formats(retrained, small_mnist, tmp_path, capsys):
     out = tmp_path / "spec.json"
     assert (
         quantize.main(
@@ -196,7 +196,7 @@ def test_quantize_fabric_formats_keeps_the_built_formats(retrained, small_mnist,
                 str(retrained["own"]),
                 "--mnist",
                 str(small_mnist),
-                "--fabric-formats",
+                "--accelerator-formats",
                 "--calibration",
                 str(IMAGES),
                 "--out",
@@ -210,7 +210,7 @@ def test_quantize_fabric_formats_keeps_the_built_formats(retrained, small_mnist,
     assert f"wrote {out}" in capsys.readouterr().out
 
 
-def test_quantize_fabric_formats_refuses_what_does_not_fit(small_mnist, tmp_path, capsys):
+def test_quantize_accelerator_formats_refuses_what_does_not_fit(small_mnist, tmp_path, capsys):
     params = weights.load()[0]
     images, _ = mnist.load(small_mnist, "train")
     big = {**params, "fc1/kernel": params["fc1/kernel"] * 4}  # beyond the kernel's format
@@ -218,7 +218,7 @@ def test_quantize_fabric_formats_refuses_what_does_not_fit(small_mnist, tmp_path
     weights.save(path, big)
     assert (
         quantize.main(
-            ["--weights", str(path), "--mnist", str(small_mnist), "--fabric-formats", "--calibration", str(IMAGES)]
+            ["--weights", str(path), "--mnist", str(small_mnist), "--accelerator-formats", "--calibration", str(IMAGES)]
         )
         == 2
     )
@@ -229,4 +229,4 @@ def test_quantize_fabric_formats_refuses_what_does_not_fit(small_mnist, tmp_path
     kernel_max = fixedspec.load().layers["conv1"].kernel.max_raw * fixedspec.load().layers["conv1"].kernel.scale
     dense = {**params, "conv1/kernel": np.full_like(params["conv1/kernel"], kernel_max)}
     with pytest.raises(ValueError, match=r"conv1's sums can reach .* beyond ap_fixed<27, 4"):
-        quantize.fabric_formats_spec(dense, images)
+        quantize.accelerator_formats_spec(dense, images)

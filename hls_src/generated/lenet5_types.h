@@ -88,7 +88,7 @@ struct conv1_config {
     static constexpr bool relu = true;
     static constexpr int pe = 2;  // output channels in parallel
     static constexpr int simd = 25;  // window taps (kh, kw, cin) multiplied in parallel for each
-    static constexpr bool fabric = false;  // multipliers in DSP48 slices
+    static constexpr bool lut_multipliers = false;  // multipliers in DSP48 slices
 };
 
 struct conv2_config {
@@ -106,7 +106,7 @@ struct conv2_config {
     static constexpr bool relu = true;
     static constexpr int pe = 16;  // output channels in parallel
     static constexpr int simd = 6;  // window taps (kh, kw, cin) multiplied in parallel for each
-    static constexpr bool fabric = false;  // multipliers in DSP48 slices
+    static constexpr bool lut_multipliers = false;  // multipliers in DSP48 slices
 };
 
 struct fc1_config {
@@ -121,7 +121,7 @@ struct fc1_config {
     static constexpr bool relu = true;
     static constexpr int pe = 12;  // output units in parallel
     static constexpr int simd = 2;  // inputs multiplied in parallel for each
-    static constexpr bool fabric = false;  // multipliers in DSP48 slices
+    static constexpr bool lut_multipliers = false;  // multipliers in DSP48 slices
 };
 
 struct fc2_config {
@@ -136,7 +136,7 @@ struct fc2_config {
     static constexpr bool relu = true;
     static constexpr int pe = 7;  // output units in parallel
     static constexpr int simd = 2;  // inputs multiplied in parallel for each
-    static constexpr bool fabric = false;  // multipliers in DSP48 slices
+    static constexpr bool lut_multipliers = false;  // multipliers in DSP48 slices
 };
 
 struct fc3_config {
@@ -151,7 +151,7 @@ struct fc3_config {
     static constexpr bool relu = false;
     static constexpr int pe = 1;  // output units in parallel
     static constexpr int simd = 7;  // inputs multiplied in parallel for each
-    static constexpr bool fabric = false;  // multipliers in DSP48 slices
+    static constexpr bool lut_multipliers = false;  // multipliers in DSP48 slices
 };
 
 }  // namespace lenet

@@ -89,7 +89,7 @@ def check_built_formats(spec: fixedspec.FixedSpec, source: str, what: str = "the
         more = f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else ""
         raise fixedspec.SpecError(
             f"{source}: {field} is {a.ctype()}, {what} was built with {b.ctype()}{more}: "
-            "quantize the weights with --fabric-formats, or build the accelerator for this spec"
+            "quantize the weights with --accelerator-formats, or build the accelerator for this spec"
         )
 
 

@@ -93,7 +93,7 @@ from .runner import (
     StreamRunner,
     check_timeout,
 )
-from .weights import WeightSet, fabric_spec, prepare_weights
+from .weights import WeightSet, accelerator_spec, prepare_weights
 
 __all__ = [
     # core
@@ -157,7 +157,7 @@ __all__ = [
     "check_timeout",
     # weights
     "WeightSet",
-    "fabric_spec",
+    "accelerator_spec",
     "prepare_weights",
     # this module
     "BITSTREAMS_DIR",
@@ -254,7 +254,7 @@ class LeNet5Overlay(Overlay):
                 )
         self.lenet5_core = getattr(self, board_design.ACCEL_NAME)
         self.dma = AxiDma(self.ip_dict[board_design.DMA_NAME])
-        self.spec = fabric_spec()
+        self.spec = accelerator_spec()
         self.logit_scale = self.spec.logits.scale
         self.weights_source = "power-on (shipped)"
         self.runner = StreamRunner(

@@ -1,4 +1,4 @@
-"""Weight sets for the fabric: the fixed-point formats built into it (`fabric_spec`) and the
+"""Weight sets for the fabric: the fixed-point formats built into it (`accelerator_spec`) and the
 checks and quantization of a weight set before it is loaded (`prepare_weights`)."""
 
 from __future__ import annotations
@@ -22,20 +22,20 @@ class WeightSet:
     beats: np.ndarray = field(repr=False, default=None)
 
 
-def fabric_spec() -> fixedspec.FixedSpec:
+def accelerator_spec() -> fixedspec.FixedSpec:
     """The fixed-point formats built into the fabric: the shipped spec the HLS export used."""
     return fixedspec.load(fixedspec.SHIPPED)
 
 
-def _check_formats(spec: fixedspec.FixedSpec, fabric: fixedspec.FixedSpec, source: str) -> None:
+def _check_formats(spec: fixedspec.FixedSpec, built: fixedspec.FixedSpec, source: str) -> None:
     diffs = []
-    if spec.input != fabric.input:
-        diffs.append(f"input {spec.input.ctype()} (fabric {fabric.input.ctype()})")
+    if spec.input != built.input:
+        diffs.append(f"input {spec.input.ctype()} (built {built.input.ctype()})")
     for layer in network.LAYERS:
         for tensor in fixedspec.TENSORS:
-            a, b = getattr(spec.layers[layer.name], tensor), getattr(fabric.layers[layer.name], tensor)
+            a, b = getattr(spec.layers[layer.name], tensor), getattr(built.layers[layer.name], tensor)
             if a != b:
-                diffs.append(f"{layer.name} {tensor} {a.ctype()} (fabric {b.ctype()})")
+                diffs.append(f"{layer.name} {tensor} {a.ctype()} (built {b.ctype()})")
     if diffs:
         raise WeightFormatError(
             f"{source}: formats differ from those built into the fabric: {'; '.join(diffs)}. "
@@ -43,8 +43,8 @@ def _check_formats(spec: fixedspec.FixedSpec, fabric: fixedspec.FixedSpec, sourc
         )
 
 
-def _saturated(params: dict, fabric: fixedspec.FixedSpec) -> list[str]:
-    return validation.saturated(params, fabric.layers)
+def _saturated(params: dict, built: fixedspec.FixedSpec) -> list[str]:
+    return validation.saturated(params, built.layers)
 
 
 def prepare_weights(source, spec=None, allow_saturation: bool = False) -> WeightSet:
@@ -68,13 +68,13 @@ def prepare_weights(source, spec=None, allow_saturation: bool = False) -> Weight
     WeightFormatError
         Wrong shapes, other formats than the fabric's, values out of range, a malformed stream.
     """
-    fabric = fabric_spec()
+    built = accelerator_spec()
     if spec is not None:
         try:
             spec_obj = spec if isinstance(spec, fixedspec.FixedSpec) else fixedspec.load(spec)
         except fixedspec.SpecError as e:
             raise WeightFormatError(str(e)) from None
-        _check_formats(spec_obj, fabric, "spec")
+        _check_formats(spec_obj, built, "spec")
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.suffix == ".bin":
@@ -117,7 +117,7 @@ def prepare_weights(source, spec=None, allow_saturation: bool = False) -> Weight
         name = "arrays"
     elif isinstance(source, (list, tuple)) and source and isinstance(source[0], fixedspec.QuantizedLayer):
         for q, s in zip(source, network.layer_shapes()):
-            f = fabric.layers[s.layer.name]
+            f = built.layers[s.layer.name]
             if q.name != s.layer.name or q.kernel.shape != s.weight_shape or q.bias.shape != s.bias_shape:
                 raise WeightFormatError(
                     f"layer {q.name} {q.kernel.shape}/{q.bias.shape} does not match "
@@ -134,10 +134,10 @@ def prepare_weights(source, spec=None, allow_saturation: bool = False) -> Weight
         return WeightSet(layers, "quantized layers", hls_stream.pack_weight_stream(layers))
     else:
         raise TypeError("weights must be a path (.npz or .bin), a dict of arrays or a list of QuantizedLayer")
-    clipped = _saturated(params, fabric)
+    clipped = _saturated(params, built)
     if clipped and not allow_saturation:
         raise WeightFormatError(
             f"{name}: {'; '.join(clipped)} (they would saturate; pass allow_saturation=True to accept)"
         )
-    layers = fixedspec.quantize_params(params, fabric)
+    layers = fixedspec.quantize_params(params, built)
     return WeightSet(layers, name, hls_stream.pack_weight_stream(layers))
