@@ -95,17 +95,17 @@ def main(argv=None) -> int:
             if not os.access(args.debug_dir, os.W_OK | os.X_OK):
                 raise PermissionError("permission denied")
         except OSError as e:
-            print(f"error: --debug-dir {args.debug_dir}: {_one_line(e)}", file=sys.stderr)
+            print(f"error: --debug-dir {args.debug_dir}: {preprocess.one_line(e)}", file=sys.stderr)
             return EXIT_USAGE
     try:
         weight_kwargs = weight_arguments(args.weights, args.spec)
     except ValueError as e:  # WeightsError, SpecError
-        print(f"error: {_one_line(e)}", file=sys.stderr)
+        print(f"error: {preprocess.one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     try:
         backend = load_backend(args.backend, **weight_kwargs)
     except (BackendUnavailable, ImportError, OSError, ValueError) as e:
-        print(f"error: backend {args.backend}: {_one_line(e)}", file=sys.stderr)
+        print(f"error: backend {args.backend}: {preprocess.one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
 
     with backend:
@@ -131,7 +131,7 @@ def _read(path: Path) -> preprocess.Digit:
     except MemoryError:
         raise preprocess.ImageError(f"{path}: not enough memory to read it") from None
     except Exception as e:  # a fault in preprocessing: report it with the file, go on
-        raise preprocess.ImageError(f"{path}: cannot read it ({type(e).__name__}: {_one_line(e)})") from e
+        raise preprocess.ImageError(f"{path}: cannot read it ({type(e).__name__}: {preprocess.one_line(e)})") from e
 
 
 def _classify(backend, paths: list[Path], top: int, debug_dir: Path | None = None, quiet: bool = False) -> list[dict]:
@@ -172,7 +172,9 @@ def _classify(backend, paths: list[Path], top: int, debug_dir: Path | None = Non
             try:
                 result["debug"] = _write_debug(debug_dir, _unique_stem(Path(result["path"]), stems), digit)
             except OSError as e:
-                result["error"] = f"{debug_dir}: cannot write the debug files of {result['path']} ({_one_line(e)})"
+                result["error"] = (
+                    f"{debug_dir}: cannot write the debug files of {result['path']} ({preprocess.one_line(e)})"
+                )
                 print(f"error: {result['error']}", file=sys.stderr)
     return results
 
@@ -205,10 +207,6 @@ def _line(result: dict, top: int | None, short: bool) -> str:
         ranked = ", ".join(f"{t['digit']} {t['probability']:.1%}" for t in result["top"])
         line += f"  top: {ranked}"
     return line
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 if __name__ == "__main__":

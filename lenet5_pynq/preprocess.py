@@ -176,7 +176,7 @@ def _pillow_errors_as_image_errors(path: Path):
         except ImageError:  # ours already; it is a ValueError, which the last clause would take
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise ImageError(f"{path}: refused as a possible decompression bomb ({_one_line(e)})") from None
+            raise ImageError(f"{path}: refused as a possible decompression bomb ({one_line(e)})") from None
         except PermissionError:
             raise ImageError(f"{path}: permission denied") from None
         except UnidentifiedImageError:
@@ -184,10 +184,11 @@ def _pillow_errors_as_image_errors(path: Path):
         # Decoders report damaged data as any of these: truncated streams as OSError, bad PNG
         # chunks as SyntaxError, odd headers as ValueError or EOFError.
         except (OSError, SyntaxError, ValueError, EOFError) as e:
-            raise ImageError(f"{path}: damaged or truncated image ({_one_line(e)})") from None
+            raise ImageError(f"{path}: damaged or truncated image ({one_line(e)})") from None
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line (its type's name when it has none)."""
     return " ".join(str(error).split()) or type(error).__name__
 
 

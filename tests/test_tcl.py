@@ -41,6 +41,30 @@ UNLIMITED = math.inf
 # Looked up in UG1399: add_files, open_project, open_solution, set_part, create_clock,
 # csim_design, csynth_design, cosim_design, export_design, config_csim, config_export.
 # set_top and exit take no options.
+# csim_design and config_csim take the same options; export_design and config_export differ in -flow.
+_CSIM_OPTIONS = {
+    "-O": None,
+    "-argv": ANY,
+    "-clean": None,
+    "-ldflags": ANY,
+    "-mflags": ANY,
+    "-profile": None,
+    "-setup": None,
+    "-sanitize_address": None,
+    "-sanitize_undefined": None,
+}
+_EXPORT_OPTIONS = {
+    "-description": ANY,
+    "-display_name": ANY,
+    "-format": {"ip_catalog", "xo", "syn_dcp", "sysgen"},
+    "-ipname": ANY,
+    "-library": ANY,
+    "-output": ANY,
+    "-rtl": {"verilog", "vhdl"},
+    "-taxonomy": ANY,
+    "-vendor": ANY,
+    "-version": ANY,
+}
 VITIS_HLS = {
     "open_project": ({"-reset": None, "-upgrade": None, "-ide": {"classic", "vitis"}}, (1, 1)),
     "set_top": ({}, (1, 1)),
@@ -49,17 +73,7 @@ VITIS_HLS = {
     "set_part": ({"-board": None}, (1, 1)),
     "create_clock": ({"-period": ANY, "-name": ANY}, (0, 0)),
     "csim_design": (
-        {
-            "-O": None,
-            "-argv": ANY,
-            "-clean": None,
-            "-ldflags": ANY,
-            "-mflags": ANY,
-            "-profile": None,
-            "-setup": None,
-            "-sanitize_address": None,
-            "-sanitize_undefined": None,
-        },
+        _CSIM_OPTIONS,
         (0, 0),
     ),
     "csynth_design": ({"-dump_cfg": None, "-dump_post_cfg": None, "-synthesis_check": None}, (0, 0)),
@@ -90,49 +104,15 @@ VITIS_HLS = {
         (0, 0),
     ),
     "export_design": (
-        {
-            "-description": ANY,
-            "-display_name": ANY,
-            "-flow": {"syn", "impl"},
-            "-format": {"ip_catalog", "xo", "syn_dcp", "sysgen"},
-            "-ipname": ANY,
-            "-library": ANY,
-            "-output": ANY,
-            "-rtl": {"verilog", "vhdl"},
-            "-taxonomy": ANY,
-            "-vendor": ANY,
-            "-version": ANY,
-        },
+        {**_EXPORT_OPTIONS, "-flow": {"syn", "impl"}},
         (0, 0),
     ),
     "config_csim": (
-        {
-            "-O": None,
-            "-argv": ANY,
-            "-clean": None,
-            "-ldflags": ANY,
-            "-mflags": ANY,
-            "-profile": None,
-            "-setup": None,
-            "-sanitize_address": None,
-            "-sanitize_undefined": None,
-        },
+        _CSIM_OPTIONS,
         (0, 0),
     ),
     "config_export": (
-        {
-            "-description": ANY,
-            "-display_name": ANY,
-            "-flow": {"none", "syn", "impl"},
-            "-format": {"ip_catalog", "xo", "syn_dcp", "sysgen"},
-            "-ipname": ANY,
-            "-library": ANY,
-            "-output": ANY,
-            "-rtl": {"verilog", "vhdl"},
-            "-taxonomy": ANY,
-            "-vendor": ANY,
-            "-version": ANY,
-        },
+        {**_EXPORT_OPTIONS, "-flow": {"none", "syn", "impl"}},  # config_export adds none
         (0, 0),
     ),
     "exit": ({}, (0, 1)),
