@@ -1,11 +1,18 @@
 """Throughput and latency of the backends over batch sizes, beside a named peer in the same run.
 
     python -m lenet5_pynq.bench [--backends cpu,cpu-float,keras] [--batches 1,100,10000]
-                                [--peer keras] [--weights FILE [--spec FILE]] [--json FILE] [--plot FILE.png]
+                                [--peer keras] [--threads N] [--weights FILE [--spec FILE]]
+                                [--json FILE] [--plot FILE.png]
 
 Each point is the median of repeated calls after a warm-up call, on MNIST test images (random
 bytes when no MNIST directory is found).  Backends whose name starts with "gpu" or "torch" are
 measured by lenet5_pynq.gpu_bench (device-resident and host-to-host rows).
+
+`--threads N` goes to every backend that has a thread count (cpu-float's OpenMP threads,
+onnxruntime's intra_op_num_threads) and is recorded in each row (null: the backend's default).
+When cpu-float runs in C, the run also measures one core's fp32 peak (native.fma_peak) and each
+cpu-float row gets its share of it: images/s x FLOP per image (2 x the multiply-adds of
+network.py) over threads x the peak.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backends, cli_types, mnist, progress
+from . import backends, cli_types, mnist, network, progress
 from .atomic import OutputError, atomic_write, check_writable, write_text
 
 DEFAULT_BACKENDS = "cpu,cpu-float,keras"
@@ -84,6 +91,22 @@ def time_backend(backend, images: np.ndarray, batch: int, min_seconds=MIN_SECOND
     }
 
 
+def flop_per_image() -> int:
+    """Floating-point operations of one image: 2 per multiply-add of network.py's layers."""
+    return 2 * sum(s.macs for s in network.layer_shapes())
+
+
+def add_peak_share(row: dict, peak: dict) -> None:
+    """The share of `threads` cores' measured fp32 peak that a cpu-float row's throughput is."""
+    cores = row.get("threads") or os.cpu_count() or 1
+    row["fp32_peak_gflops_one_core"] = peak["gflops"]
+    row["flop_per_image"] = flop_per_image()
+    row["percent_of_fp32_peak"] = (
+        100 * row["images_per_second"] * row["flop_per_image"] / (cores * peak["gflops"] * 1e9)
+    )
+    row["peak_cores"] = cores
+
+
 def _is_gpu(name: str) -> bool:
     return name.startswith(("gpu", "torch"))
 
@@ -96,10 +119,14 @@ def run(
     log=print,
     quiet: bool = False,
     backend_kwargs: dict | None = None,
+    threads: int | None = None,
+    peak: dict | None = None,
 ) -> list[dict]:
     """Rows of every backend and batch; a progress bar over the host points on stderr (a
     terminal, not `quiet`).  `backend_kwargs` (`backends.weight_arguments`) go to every
-    backend; one that cannot run them is skipped with the reason."""
+    backend; one that cannot run them is skipped with the reason.  `threads` goes to the
+    backends that take a thread count (recorded in every row, None where not taken).  `peak`
+    (`native.fma_peak()`) adds the share of it to the cpu-float rows that ran in C."""
     backend_kwargs = backend_kwargs or {}
     rows: list[dict] = []
     host_names = [n for n in names if not _is_gpu(n)]
@@ -110,8 +137,10 @@ def run(
             total=len(host_names) * len(batches), desc="bench", unit="point", quiet=quiet, leave=False
         ) as bar:
             for name in host_names:
+                takes_threads = threads is not None and backends.takes_argument(name, "threads")
+                kwargs = {**backend_kwargs, **({"threads": threads} if takes_threads else {})}
                 try:
-                    backend = backends.load_backend(name, verbose=False, **backend_kwargs)
+                    backend = backends.load_backend(name, verbose=False, **kwargs)
                 except (backends.BackendUnavailable, ValueError) as e:  # ValueError: weights it cannot run
                     log(f"skipped {name}: {e}")
                     bar.update(len(batches))
@@ -120,6 +149,11 @@ def run(
                     for batch in batches:
                         bar.set_postfix_str(f"{name} batch {batch}")
                         row = time_backend(backend, images, batch, min_seconds)
+                        row["threads"] = threads if takes_threads else None
+                        if getattr(backend, "version", None):
+                            row["version"] = backend.version
+                        if peak and getattr(backend, "engine", None) == "c" and backend.name == "cpu-float":
+                            add_peak_share(row, peak)
                         log(f"  {row['backend']:14s} batch {batch:>8d}: {row['us_per_image']:10.2f} us/image")
                         rows.append(row)
                         bar.update(1)
@@ -146,12 +180,13 @@ def add_ratios(rows: list[dict], peers: list[str]) -> None:
 
 def table(rows: list[dict], peers: list[str]) -> str:
     header = f"{'backend':14s} {'where':6s} {'batch':>8s} {'ms/call':>10s} {'us/image':>10s} {'images/s':>12s}"
-    lines = [header + "".join(f" {'x ' + p:>14s}" for p in peers)]
+    lines = [header + "".join(f" {'x ' + p:>14s}" for p in peers) + f" {'% fp32 peak':>12s}"]
     for r in rows:
         ratios = "".join(f" {r['vs'][p]:>14.2f}" if p in r["vs"] else f" {'-':>14s}" for p in peers)
+        share = f" {r['percent_of_fp32_peak']:>12.1f}" if "percent_of_fp32_peak" in r else f" {'-':>12s}"
         lines.append(
             f"{r['backend']:14s} {r['where']:6s} {r['batch']:>8d} {r['seconds_per_call'] * 1e3:>10.3f} "
-            f"{r['us_per_image']:>10.2f} {r['images_per_second']:>12,.0f}" + ratios
+            f"{r['us_per_image']:>10.2f} {r['images_per_second']:>12,.0f}" + ratios + share
         )
     return "\n".join(lines)
 
@@ -196,6 +231,16 @@ MAX_BATCH = 1_000_000  # the images are held in memory: 784 MB at this size
 _int_list = cli_types.positive_int_list(MAX_BATCH, "batch sizes")
 
 
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lenet5_pynq.bench", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -212,6 +257,12 @@ def main(argv=None) -> int:
         default="keras",
         type=cli_types.backend_list(),
         help="comma-separated backends the ratios are against (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_threads,
+        default=None,
+        help="threads of the backends that have a thread count: cpu-float, onnxruntime (default: theirs)",
     )
     parser.add_argument("--weights", metavar="FILE", help="float weights .npz from train (default: the shipped ones)")
     parser.add_argument(
@@ -251,9 +302,18 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     log(f"machine: {machine()}")
+    peak = _measure_peak(log) if "cpu-float" in names else None
     try:
         rows = run(
-            names, args.batches, args.mnist, args.min_seconds, log, quiet=args.quiet, backend_kwargs=weight_kwargs
+            names,
+            args.batches,
+            args.mnist,
+            args.min_seconds,
+            log,
+            quiet=args.quiet,
+            backend_kwargs=weight_kwargs,
+            threads=args.threads,
+            peak=peak,
         )
     except mnist.MnistFormatError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -280,6 +340,19 @@ def main(argv=None) -> int:
             return 1
         log(f"wrote {written}")
     return 0 if rows else 1
+
+
+def _measure_peak(log) -> dict | None:
+    """native.fma_peak(), said on the log; None (said why) without a C compiler."""
+    from . import native
+
+    try:
+        peak = native.fma_peak()
+    except native.BuildError as e:
+        log(f"fp32 peak not measured: {e}")
+        return None
+    log(f"fp32 peak: {peak['gflops']:.1f} GFLOP/s, {peak['measures']}")
+    return peak
 
 
 if __name__ == "__main__":

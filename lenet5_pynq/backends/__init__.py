@@ -23,6 +23,7 @@ _REGISTRY = {
         "TorchBackend",
         {"dtype": "float16", "channels_last": True, "compile": True},
     ),
+    "onnxruntime": ("lenet5_pynq.backends.onnx_ref", "OnnxRuntimeBackend", {}),
     "keras": ("lenet5_pynq.backends.keras_ref", "KerasBackend", {}),
     "keras-direct": ("lenet5_pynq.backends.keras_ref", "KerasBackend", {"direct": True}),
     "hls4ml-csim": ("lenet5_pynq.backends.hls4ml_ref", "Hls4mlBackend", {}),
@@ -113,6 +114,20 @@ def load_backend(name: str = "auto", verbose: bool = True, **kwargs) -> Backend:
     return make(**{**defaults, **_fit_arguments(name, make, kwargs)})
 
 
+def takes_argument(name: str, argument: str) -> bool:
+    """Whether backend `name`'s factory takes keyword `argument` (for example `bench --threads`,
+    which goes only to the backends that have a thread count), without importing more than its
+    module."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown backend {name!r}; choose from {', '.join(names())}")
+    module, factory, _ = _REGISTRY[name]
+    try:
+        make = getattr(importlib.import_module(module), factory)
+    except ImportError:
+        return False
+    return argument in inspect.signature(make).parameters
+
+
 __all__ = [
     "Backend",
     "BackendUnavailable",
@@ -121,6 +136,7 @@ __all__ = [
     "load_backend",
     "names",
     "register",
+    "takes_argument",
     "weight_arguments",
     "weight_files",
 ]

@@ -3,8 +3,9 @@ mode, so no Python headers or setuptools are needed at run time; a board's gcc i
 
 Layer sizes reach the C code as -D macros generated from lenet5_pynq.network, so the C sources
 never type a size.  The flags that choose instructions depend on the target (`target_flags`):
-no fused multiply-add anywhere, NEON on 32-bit ARM where the processor has it; float_net.c says
-what each target's code is.  Builds are cached by a hash of sources, flags and sizes in
+no fused multiply-add except in the sources of `FUSED_SOURCES` (the float kernel and its peak
+loop, whose results are stated as an agreement, not as bits), NEON on 32-bit ARM where the
+processor has it; float_net.c says what each target's code is.  Builds are cached by a hash of sources, flags and sizes in
 $LENET5_CACHE (default ~/.cache/lenet5_pynq; it must be an absolute, writable directory, else a
 per-user directory under the system's temporary directory is used and stderr says so once).
 
@@ -152,13 +153,23 @@ def cpu_has_neon() -> bool:
         return False
 
 
-def target_flags(arch: str | None = None, neon: bool | None = None, clang: bool = False) -> list[str]:
+# Sources whose multiplies may be fused with their adds (-ffp-contract=fast): the cpu-float
+# kernel, whose agreement with a float64 reference is stated instead of bit identity, and the
+# FMA loop that measures the peak it is compared with.  Every other source (the exact kernels)
+# is compiled with -ffp-contract=off.
+FUSED_SOURCES = frozenset({"float_net.c", "fma_peak.c"})
+
+
+def target_flags(
+    arch: str | None = None, neon: bool | None = None, clang: bool = False, fused: bool = False
+) -> list[str]:
     """The flags, besides -O3 and -march=native, that choose the kernel's instructions for `arch`
     (default `target_arch()`), whose processor has NEON or not (default `cpu_has_neon()`), built
-    by gcc or by clang.
+    by gcc or by clang, with multiplies fused into their adds (`fused`) or not.
 
     - every target: -ffp-contract=off, so that no multiply is fused with its add, as x86's FMA,
-      AArch64's fmla and clang's default would (GCC's -std=c99 already means it);
+      AArch64's fmla and clang's default would (GCC's -std=c99 already means it); with `fused`,
+      -ffp-contract=fast, so that they are wherever the processor has FMA;
     - 32-bit ARM with NEON: -mfpu=neon, since an armhf gcc's default FPU (vfpv3-d16, or the +fp
       of armv7-a) has none and -march=native does not always add it.  float_net.c then uses NEON
       intrinsics, never -funsafe-math-optimizations;
@@ -167,7 +178,7 @@ def target_flags(arch: str | None = None, neon: bool | None = None, clang: bool 
 
     AArch64 always has NEON, and GCC vectorises for it at -O3."""
     arch = target_arch() if arch is None else arch
-    flags = ["-ffp-contract=off"]
+    flags = ["-ffp-contract=fast" if fused else "-ffp-contract=off"]
     if arch == "armv7" and clang:
         flags.append("-mfpu=vfpv3-d16")
     elif arch == "armv7" and (cpu_has_neon() if neon is None else neon):
@@ -183,11 +194,12 @@ def _is_clang(cc: str) -> bool:
         return False
 
 
-def candidate_flags(cc: str) -> list[list[str]]:
-    """The flag sets `build` tries with compiler `cc`, best first: a compiler without OpenMP or
-    -march=native still gets a working library."""
+def candidate_flags(cc: str, source: str | None = None) -> list[list[str]]:
+    """The flag sets `build` tries with compiler `cc` for `source` (a file name in this
+    directory; fused multiply-adds if it is one of `FUSED_SOURCES`), best first: a compiler
+    without OpenMP or -march=native still gets a working library."""
     arch = target_arch()
-    target = target_flags(arch, clang=arch == "armv7" and _is_clang(cc))
+    target = target_flags(arch, clang=arch == "armv7" and _is_clang(cc), fused=source in FUSED_SOURCES)
     return [[*target, *extra] for extra in (["-march=native", "-fopenmp"], ["-fopenmp"], ["-march=native"], [])]
 
 
@@ -216,7 +228,14 @@ def build(source: str, defines: dict[str, str], force: bool = False) -> Path:
     src = HERE / source
     key = hashlib.sha256()
     header = (HERE / source.replace(".c", ".h")).read_bytes()
-    parts = (src.read_bytes(), header, repr(sorted(defines.items())), cc, _cpu_signature(), repr(candidate_flags(cc)))
+    parts = (
+        src.read_bytes(),
+        header,
+        repr(sorted(defines.items())),
+        cc,
+        _cpu_signature(),
+        repr(candidate_flags(cc, source)),
+    )
     for part in (p if isinstance(p, bytes) else p.encode() for p in parts):
         key.update(part)
     out = cache_dir() / f"{src.stem}-{key.hexdigest()[:16]}.so"
@@ -234,7 +253,7 @@ def build(source: str, defines: dict[str, str], force: bool = False) -> Path:
 def _compile(cc: str, src: Path, defines: dict[str, str], out: Path) -> Path:
     flags = [f"-D{k}={v}" for k, v in defines.items()]
     errors = []
-    for extra in candidate_flags(cc):
+    for extra in candidate_flags(cc, src.name):
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".so.tmp")
         os.close(fd)
         try:
@@ -287,3 +306,45 @@ def load(source: str, defines: dict[str, str]):
                 raise BuildError(str(e)) from None
             _LOADED[path] = (ffi, lib)
         return _LOADED[path]
+
+
+def fma_peak(seconds: float = 0.5, runs: int = 5) -> dict:
+    """One core's fp32 multiply-add throughput, measured: fma_peak.c (compiled as float_net.c
+    is, with the same vectors and fused multiply-adds) timed in `runs` runs of about
+    `seconds / runs` each on the calling thread; the best run, the one least disturbed by
+    other work on the machine.  {"gflops", "lanes", "chains", "runs", "measures"}.
+
+    Raises
+    ------
+    BuildError
+        No compiler, or the loop did not compile."""
+    import time
+
+    if seconds <= 0 or runs < 1:
+        raise ValueError(f"fma_peak needs seconds > 0 and runs >= 1, not {seconds!r} and {runs!r}")
+    _, lib = load("fma_peak.c", {})
+    lanes, chains = lib.lenet5_fma_peak_lanes(), lib.lenet5_fma_peak_chains()
+    rounds = 10_000
+    while True:  # calibrate: rounds that take about one run's share of `seconds`
+        start = time.perf_counter()
+        lib.lenet5_fma_peak_run(rounds)
+        took = time.perf_counter() - start
+        if took >= 0.01:
+            break
+        rounds *= 4
+    rounds = max(1, int(rounds * seconds / runs / took))
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        lib.lenet5_fma_peak_run(rounds)
+        best = min(best, time.perf_counter() - start)
+    return {
+        "gflops": rounds * chains * lanes * 2 / best / 1e9,
+        "lanes": lanes,
+        "chains": chains,
+        "runs": runs,
+        "measures": (
+            f"one core's fp32 multiply-add throughput at the clock it ran at: {chains} independent "
+            f"chains of {lanes}-float vectors, compiled as float_net.c is, best of {runs} runs"
+        ),
+    }

@@ -1,16 +1,18 @@
 """The float kernel cross-built for the boards' ARM cores and run under qemu-user (issue 12):
 builds, runs, and instruction counts, for tests/test_native_arm.py, which compares the logits
-bit for bit with this machine's build and measures scalar against NEON builds.  The counts are
-instructions executed under emulation, not board timings.
+with a float64 reference and this machine's build within a stated tolerance (the multiply-adds
+are fused where the target has FMA, so the bits differ between targets) and measures scalar
+against NEON builds.  The counts are instructions executed under emulation, not board timings.
 
 Needs, on Debian or Ubuntu, gcc-arm-linux-gnueabihf and gcc-aarch64-linux-gnu (or their -11
 packages, the boards' gcc) and qemu-user; the programs are linked statically, so no target
 libraries are needed at run time.  `missing` names what is absent.
 
 What runs: float_net_driver.c (the kernel, unchanged, behind a main that reads files), compiled
-with the flags `native.target_flags` gives the board, except -mcpu=<the board's core> for
--march=native and no OpenMP (the arithmetic of an image does not depend on the thread).  qemu
-emulates ARMv7 NEON's flushing of subnormals to zero, so identity under qemu covers it.
+with the flags `native.target_flags` gives the board (fused, as for float_net.c), except
+-mcpu=<the board's core> for -march=native and no OpenMP (the arithmetic of an image does not
+depend on the thread).  qemu emulates ARMv7 NEON's flushing of subnormals to zero, so agreement
+under qemu covers it.
 Dynamic counts come from qemu_insn_counts.c, a TCG plugin that counts every executed
 instruction by mnemonic and operand kind; static counts from the cross objdump of the kernel alone.
 """
@@ -84,12 +86,12 @@ def variant_flags(target: Target, variant: str, neon_check: bool = True) -> list
     the board, "scalar" without NEON float arithmetic (`Target.scalar_means`).  `neon_check=False`
     drops the subnormal check of ARMv7 NEON (float_net.c's layer_is_normal), to show it matters."""
     if variant == "neon":
-        flags = [f"-mcpu={target.cpu}", *target_flags(target.arch, neon=True)]
+        flags = [f"-mcpu={target.cpu}", *target_flags(target.arch, neon=True, fused=True)]
     elif variant == "scalar":
         cpu = target.cpu + "".join(f for f in target.scalar if f.startswith("+"))
         flags = [
             f"-mcpu={cpu}",
-            *target_flags(target.arch, neon=False),
+            *target_flags(target.arch, neon=False, fused=True),
             *(f for f in target.scalar if not f.startswith("+")),
         ]
     else:
@@ -121,7 +123,7 @@ def build_plugin(out_dir: Path) -> Path:
 
 
 def write_params(packed: list[np.ndarray], path: Path) -> Path:
-    """The kernel's ten arrays (as backends/cpu.py packs them for it) back to back."""
+    """The kernel's ten arrays (Keras's layouts, backends/cpu.py's _pack_for_c) back to back."""
     Path(path).write_bytes(b"".join(np.ascontiguousarray(a, np.float32).tobytes() for a in packed))
     return Path(path)
 
@@ -160,8 +162,9 @@ _FUSED = re.compile(r"vfn?m[as]\.f32|fml[as]|fn?madd|fn?msub")
 
 
 def kind(mnemonic: str, operand: str) -> str | None:
-    """ "fused", "vector" (NEON) or "scalar" for a float32 multiply or add, by its first operand,
-    None for any other instruction."""
+    """ "fused", "vector" (NEON) or "scalar" for a float32 multiply or add, by its first operand
+    ("fused" before the register kind: a fused vector multiply-add counts as fused), None for any
+    other instruction.  `tally` counts fused vector ones apart as well."""
     if _MULADD_A32.fullmatch(mnemonic):  # ARMv7: vmla.f32 q8 or d8 is NEON, vmla.f32 s0 VFP
         vector, scalar = operand[:1] in ("q", "d"), operand == "s"
     elif _MULADD_A64.fullmatch(mnemonic):  # AArch64: fmul v0.4s is NEON, fmul s0 scalar
@@ -180,11 +183,13 @@ def _operand_kind(text: str) -> str:
 
 def tally(counts: Counter) -> dict[str, int]:
     """All instructions, and the float32 multiplies and adds by kind."""
-    out = {"instructions": sum(counts.values()), "vector": 0, "scalar": 0, "fused": 0}
+    out = {"instructions": sum(counts.values()), "vector": 0, "scalar": 0, "fused": 0, "fused vector": 0}
     for (mnemonic, operand), n in counts.items():
         k = kind(mnemonic, operand)
         if k:
             out[k] += n
+        if k == "fused" and (operand[:1] in ("q", "d") or operand in ("v.4s", "v.2s")):
+            out["fused vector"] += n
     return out
 
 
@@ -245,7 +250,8 @@ def subnormal_params(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def differing(a: np.ndarray, b: np.ndarray) -> int:
-    """How many images' logits differ in any bit."""
+    """How many images' logits differ in any bit (builds of one target, or of targets that fuse
+    alike, compute the same bits)."""
     return int((np.ascontiguousarray(a).view(np.uint32) != np.ascontiguousarray(b).view(np.uint32)).any(axis=1).sum())
 
 
@@ -254,7 +260,7 @@ def table(rows: list[dict]) -> str:
     `dynamic_counts` and, per image set, [images whose logits differ, images]."""
     lines = [
         "| target | build | static vector / scalar / fused | per image: instructions, vector, scalar, fused "
-        "| per call | images differing from this machine |",
+        "| per call | images outside the float64 tolerance |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
@@ -266,3 +272,54 @@ def table(rows: list[dict]) -> str:
         diff = ", ".join(f"{name} {d}/{n}" for name, (d, n) in row["differing"].items())
         lines.append(f"| {row['target']} | {row['build']} | {static} | {per_image} | {per_call} | {diff} |")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------ the fixed-point kernel (issue 14)
+FIXED_DRIVER = HERE / "fixed_net_driver.c"
+FIXED_KERNEL = HERE / "fixed_net.c"
+
+
+def build_fixed(
+    target: Target, variant: str, out_dir: Path, defines: dict[str, str], version: str | None = None
+) -> Path:
+    """The statically linked fixed_net_driver.c for `target` with `defines` (backends/cpu.py
+    `fixed_defines`), flags as `variant_flags` gives them; the kernel's object beside it."""
+    flags = [f"-D{k}={v}" for k, v in defines.items()]
+    base = [compiler(target, version), "-O3", "-std=c99", *variant_flags(target, variant), *flags]
+    exe = Path(out_dir) / f"fixed-{target.arch}-{variant}"
+    _compile([*base, "-static", str(FIXED_DRIVER), "-o", str(exe)])
+    _compile([*base, "-c", str(FIXED_KERNEL), "-o", str(exe.with_suffix(".o"))])
+    return exe
+
+
+def write_fixed_params(packed: list[np.ndarray], path: Path) -> Path:
+    """The fixed kernel's ten arrays (backends/cpu.py `_pack_fixed_for_c`) back to back."""
+    Path(path).write_bytes(b"".join(np.ascontiguousarray(a).tobytes() for a in packed))
+    return Path(path)
+
+
+def run_fixed(target: Target, exe: Path, params: Path, images: np.ndarray) -> np.ndarray:
+    """The driver's raw int16 logits under qemu for uint8 `images` [n, 28, 28]."""
+    with tempfile.TemporaryDirectory() as tmp:
+        image_file, logit_file = Path(tmp) / "images", Path(tmp) / "logits"
+        image_file.write_bytes(np.ascontiguousarray(images, np.uint8).tobytes())
+        result = subprocess.run(
+            [target.qemu, "-cpu", target.cpu, str(exe), str(params), str(image_file), str(logit_file)],
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
+        if result.returncode:
+            raise RuntimeError(f"{exe.name} under {target.qemu} failed ({result.returncode}): {result.stderr.strip()}")
+        return np.fromfile(logit_file, np.int16).reshape(len(images), network.NUM_CLASSES)
+
+
+def neon_integer_multiplies(target: Target, obj: Path) -> int:
+    """How many NEON int16 widening multiplies (vmull.s16 on q registers, smull/smull2 on v
+    registers) the object's disassembly holds: the fixed kernel's multiply-adds on NEON."""
+    return sum(
+        n
+        for (mnemonic, operand), n in disassembly(target, obj).items()
+        if (mnemonic == "vmull.s16" and operand == "q")
+        or (mnemonic in ("smull", "smull2") and operand.startswith("v."))
+    )

@@ -3,7 +3,8 @@
  *
  *     float_net_driver PARAMS IMAGES LOGITS
  *
- * PARAMS holds the ten float32 arrays as backends/cpu.py packs them for the kernel, back to back;
+ * PARAMS holds the ten float32 arrays in Keras's layouts (backends/cpu.py's _pack_for_c), back to
+ * back, which lenet5_float_pack lays out for the kernel;
  * IMAGES holds uint8 images of IN_H x IN_W pixels, back to back; LOGITS is written with
  * FC3_N float32 logits an image.  Compiled with the -D sizes of native.network_defines().
  * Exit status 0, else 1 with the reason on stderr.
@@ -48,6 +49,11 @@ int main(int argc, char **argv) {
     }
     const float *params[N_PARAMS];
     for (int k = 0, at = 0; k < N_PARAMS; at += sizes[k++]) params[k] = packed + at;
+    float *kernel_params = malloc(PACKED_SIZE * sizeof(float));
+    if (!kernel_params || lenet5_float_pack(params, kernel_params, PACKED_SIZE)) {
+        fprintf(stderr, "cannot pack the parameters\n");
+        return 1;
+    }
     const int64_t n = images_size / (IN_H * IN_W);
     float *logits = malloc((size_t)(n ? n : 1) * FC3_N * sizeof(float));
     FILE *out = fopen(argv[3], "wb");
@@ -55,7 +61,7 @@ int main(int argc, char **argv) {
         perror(argv[3]);
         return 1;
     }
-    int status = lenet5_float_forward(params, images, n, logits);
+    int status = lenet5_float_forward(kernel_params, images, n, logits, 1);
     if (status) {
         fprintf(stderr, "lenet5_float_forward failed with status %d\n", status);
         return 1;
