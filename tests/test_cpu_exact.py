@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from lenet5_pynq import fixedspec, golden, native, network, weights
+from lenet5_pynq import backends, fixedspec, golden, native, network, weights
 from lenet5_pynq.backends.base import BackendUnavailable
 from lenet5_pynq.backends.cpu import EXACT_SUM_LIMIT, GoldenBackend, fixed_defines, fixed_kernel_problem
 from lenet5_pynq.fixedpoint import ROUNDING_MODES, SATURATION_MODES, FixedFormat
@@ -246,7 +246,8 @@ def test_concurrent_predicts_share_one_backend(shipped, mnist_test):
 # ------------------------------------------------------------------------ the numpy engine
 def test_numpy_engine_runs_the_golden_model(mnist_test):
     backend = GoldenBackend(engine="numpy")
-    assert backend.engine == "numpy" and backend.label == "cpu (numpy)" and backend.isa is None
+    assert backend.engine == "numpy" and backend.label == "cpu-numpy" and backend.isa is None
+    assert backends.load_backend("cpu-numpy").label == "cpu-numpy"  # bench --peer cpu-numpy finds its rows
     images = mnist_test[0][:64]
     assert np.array_equal(backend.predict(images).logits, GoldenBackend(engine="c").predict(images).logits)
 

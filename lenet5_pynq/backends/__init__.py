@@ -12,6 +12,7 @@ from .base import Backend, BackendUnavailable, Prediction, check_images, weight_
 # name -> (module, factory, keyword arguments)
 _REGISTRY = {
     "cpu": ("lenet5_pynq.backends.cpu", "GoldenBackend", {}),
+    "cpu-numpy": ("lenet5_pynq.backends.cpu", "GoldenBackend", {"engine": "numpy"}),  # cpu's reference, as a peer
     "cpu-float": ("lenet5_pynq.backends.cpu", "FloatBackend", {}),
     "csim": ("lenet5_pynq.backends.csim", "CsimBackend", {}),
     "gpu": ("lenet5_pynq.backends.gpu", "GpuBackend", {}),
