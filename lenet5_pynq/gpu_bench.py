@@ -1,13 +1,16 @@
 """The GPU benchmark's command (the measurement is `gpu_timing`):
 
     python -m lenet5_pynq.gpu_bench --backends gpu,gpu-float,torch,torch-fp16,torch-compile \
-        [--batches 1,100,10000,100000,1000000] [--repeats 7] [--where device,host] [--json FILE]
+        [--batches 1,100,10000,100000,1000000] [--repeats 7] [--where device,host,pinned,copy] [--json FILE]
+
+The rows are described in `gpu_timing`'s docstring.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -50,7 +53,7 @@ def main(argv=None) -> int:
         except OutputError as e:
             ap.error(str(e))
     names, batches, wheres = args.backends, list(args.batches), tuple(args.where)
-    env = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "python": sys.version.split()[0]}
+    env = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "python": sys.version.split()[0], "cpus": os.cpu_count()}
     try:
         import torch
 

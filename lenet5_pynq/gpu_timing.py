@@ -2,16 +2,23 @@
 (`torch`, `torch-fp16`, `torch-compile`), measured in one process on one card.
 
     python -m lenet5_pynq.gpu_bench --backends gpu,gpu-float,torch,torch-fp16,torch-compile \
-        [--batches 1,100,10000,100000,1000000] [--repeats 7] [--where device,host] [--json FILE]
+        [--batches 1,100,10000,100000,1000000] [--repeats 7] [--where device,host,pinned,copy] [--json FILE]
 
-Two rows per backend and batch:
-* where="device": uint8 images already in device memory, classes and logits left there (the
+Rows per backend and batch (`--where`):
+* "device": uint8 images already in device memory, classes and logits left there (the
   throughput comparison).  Timed with CUDA events around `calls` back-to-back calls (enough for
   >= 20 ms), rotating over input sets that together exceed the L2 cache, after a warm-up;
   the median over repeats.
-* where="host": uint8 images in host memory to classes and logits in host memory, end to end,
-  timed with the host clock (median over repeats).  Batch 1 is the latency of one image; the
-  library's batches of up to 8 images go through its resident kernel (`resident` in the row).
+* "host": uint8 images in a plain (pageable) numpy array to classes and logits in numpy arrays,
+  end to end, timed with the host clock (median over repeats).  Batch 1 is the latency of one
+  image; the library's batches of up to 8 images go through its resident kernel (`resident` in
+  the row), more than 256 through its host pipeline (its shape: `threads`, `chunk` in the row).
+* "pinned" (the library only): the same from images and into outputs in page-locked memory
+  (`GpuNetwork.empty_pinned`, `empty_pinned_outputs`), which the pipeline transfers in place.
+* "copy" (the library only): the physical limits the host rows are measured against, in the
+  same run: rows "copy-pageable" and "copy-pinned", one synchronous host-to-device copy of the
+  largest batch's images from a numpy array and from page-locked memory (median over repeats;
+  `images_per_second` is images' worth of bytes, `gb_per_second` the bytes).
 
 `lenet5_pynq.bench` calls `run()` for backend names starting with "gpu" or "torch"; `gpu_bench` is
 the command.
@@ -31,7 +38,8 @@ DEFAULT_BATCHES = (1, 100, 10_000, 100_000, 1_000_000)
 ROTATE_BYTES = 256 << 20  # input sets per batch size cover at least this much (L2 is 50 MB on H100)
 MAX_SET_BYTES = 2 << 30
 TARGET_SECONDS = 0.02  # per timed repeat
-WHERES = ("device", "host")
+WHERES = ("device", "host", "pinned", "copy")
+RUN_WHERES = ("device", "host")  # run()'s default (lenet5_pynq.bench's rows); gpu_bench asks for all
 
 
 def _log(msg: str) -> None:
@@ -95,9 +103,39 @@ def _host_times(fn, repeats: int) -> list[float]:
     return times
 
 
+def _host_row(net, mode, name, batch, where, repeats, images, classes, logits) -> dict:
+    resident0 = net.resident_stats()[0]
+    times = _host_times(functools.partial(net.infer_into, images, mode, classes, logits), repeats)
+    # resident: the calls went through the resident kernel (cuda/include/lenet5_gpu.h)
+    resident = net.resident_stats()[0] > resident0
+    # the host pipeline's shape, which batches of more than 256 images take (lenet5_gpu.h)
+    threads, chunk = net.host_pipeline()
+    row = _row(name, batch, where, statistics.median(times), net.device_name, resident=resident)
+    row.update(threads=threads, chunk=chunk)
+    _log(f"  {name:14s} {where:6s} batch {batch:>9,d}: {row['seconds_per_call'] * 1e6:12.1f} us per call")
+    return row
+
+
+def _copy_rows(net, name: str, batch: int, repeats: int, pool: np.ndarray) -> list[dict]:
+    """Host-to-device copies of `batch` images from pageable and from page-locked memory."""
+    pageable = _tile(pool, batch)
+    pinned = net.empty_pinned(batch)
+    pinned[...] = pageable
+    rows = []
+    for memory, host in (("pageable", pageable), ("pinned", pinned)):
+        seconds = statistics.median(net.time_copy(host, repeats))
+        rows.append(
+            _row(name, batch, f"copy-{memory}", seconds, net.device_name, gb_per_second=host.nbytes / seconds / 1e9)
+        )
+        _log(f"  {name:14s} copy {memory:8s} {host.nbytes / 1e6:,.0f} MB: {rows[-1]['gb_per_second']:.1f} GB/s")
+    return rows
+
+
 def _bench_library(backend, name: str, batches, repeats: int, pool: np.ndarray, wheres) -> list[dict]:
     net, mode = backend.net, backend.mode
     rows = []
+    if "copy" in wheres:
+        rows += _copy_rows(net, name, max(batches), repeats, pool)
     for batch in batches:
         if "device" in wheres:
             sets = _sets(batch, net.image_bytes)
@@ -111,12 +149,13 @@ def _bench_library(backend, name: str, batches, repeats: int, pool: np.ndarray, 
             images = _tile(pool, batch)
             classes = np.empty(batch, np.int32)
             logits = np.empty((batch, net.num_classes), net.logits_dtype(mode))
-            resident0 = net.resident_stats()[0]
-            times = _host_times(functools.partial(net.infer_into, images, mode, classes, logits), repeats)
-            # resident: the calls went through the resident kernel (cuda/include/lenet5_gpu.h)
-            resident = net.resident_stats()[0] > resident0
-            rows.append(_row(name, batch, "host", statistics.median(times), net.device_name, resident=resident))
-            _log(f"  {name:14s} host   batch {batch:>9,d}: {rows[-1]['seconds_per_call'] * 1e6:12.1f} us per call")
+            rows.append(_host_row(net, mode, name, batch, "host", repeats, images, classes, logits))
+        if "pinned" in wheres:
+            images = net.empty_pinned(batch)
+            images[...] = _tile(pool, batch)
+            classes, logits = net.empty_pinned_outputs(batch, mode)
+            rows.append(_host_row(net, mode, name, batch, "pinned", repeats, images, classes, logits))
+            del images, classes, logits  # page-locked memory back before the next batch
     return rows
 
 
@@ -168,7 +207,7 @@ def run(
     names: list[str],
     batches: list[int] = DEFAULT_BATCHES,
     repeats: int = 7,
-    wheres=WHERES,
+    wheres=RUN_WHERES,
     pool=None,
     on_backend_done=None,
     backend_kwargs: dict | None = None,
@@ -203,10 +242,10 @@ def run(
 
 
 def table(rows: list[dict]) -> str:
-    lines = [f"{'backend':14s} {'where':6s} {'batch':>9s} {'M images/s':>11s} {'us/call':>12s}"]
+    lines = [f"{'backend':14s} {'where':13s} {'batch':>9s} {'M images/s':>11s} {'us/call':>12s}"]
     for r in rows:
         lines.append(
-            f"{r['backend']:14s} {r['where']:6s} {r['batch']:>9,d} {r['images_per_second'] / 1e6:11.3f} "
+            f"{r['backend']:14s} {r['where']:13s} {r['batch']:>9,d} {r['images_per_second'] / 1e6:11.3f} "
             f"{r['seconds_per_call'] * 1e6:12.1f}"
         )
     return "\n".join(lines)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import gc
 import hashlib
 import os
 import shutil
@@ -591,3 +592,179 @@ def test_infer_into_same_arrays_again(net, quantized, params):
     one = images[:1]
     net.infer_into(one, "fixed", classes[:1], logits[:1])
     _check_fixed(one, classes[:1], logits[:1], quantized[0])
+
+
+# ------------------------------------------------------------------------ host pipeline, pinned arrays (GPU)
+
+
+@pytest.fixture
+def pipeline(net):
+    """The module's network, its host pipeline back to the defaults after the test."""
+    net.set_variant("auto")
+    yield net
+    net.set_host_pipeline(0, 0)
+
+
+def _pinned_copy(net, images: np.ndarray) -> np.ndarray:
+    out = net.pinned_array(images.shape, images.dtype)
+    out[...] = images
+    return out
+
+
+def _poisoned_outputs(net, n: int, mode: str, memory: str):
+    if memory == "pinned":
+        classes, logits = net.empty_pinned_outputs(n, mode)
+    else:
+        classes, logits = np.empty(n, np.int32), np.empty((n, 10), net.logits_dtype(mode))
+    classes[...] = -7
+    logits[...] = 12345 if mode == "fixed" else np.nan
+    return classes, logits
+
+
+@pytest.mark.gpu
+def test_pinned_arrays_shape_dtype_lifetime(need_gpu, quantized, golden_test):
+    """empty_pinned's arrays: their shape and dtype, results bit-exact through them, memory held
+    by every view and freed when the last goes, independent of the network's lifetime; a
+    network whose pipeline threads ran closes cleanly."""
+    images_ref, (classes_ref, logits_ref) = golden_test
+    other = gpu.GpuNetwork(None, quantized[0])
+    before = gpu.pinned_bytes()
+    n = 4000
+    images = other.empty_pinned(n)
+    assert images.shape == (n, 28, 28) and images.dtype == np.uint8
+    assert images.flags.c_contiguous and images.flags.writeable
+    classes, logits = other.empty_pinned_outputs(n, "fixed")
+    assert classes.shape == (n,) and classes.dtype == np.int32
+    assert logits.shape == (n, 10) and logits.dtype == np.int16
+    assert gpu.pinned_bytes() - before == n * (784 + 4 + 20)
+    images[...] = images_ref[:n]
+    other.set_host_pipeline(4, 1000)  # four chunks on four lanes: three threads of the handle
+    other.infer_into(images, "fixed", classes, logits)
+    np.testing.assert_array_equal(logits, logits_ref[:n])
+    np.testing.assert_array_equal(classes, classes_ref[:n])
+    view = images[10:20]
+    other.close()  # the arrays outlive the network
+    del images, classes, logits
+    gc.collect()
+    assert gpu.pinned_bytes() - before == n * 784  # the view holds its whole allocation
+    np.testing.assert_array_equal(view, images_ref[10:20])
+    del view
+    gc.collect()
+    assert gpu.pinned_bytes() == before
+
+
+@pytest.mark.gpu
+def test_pinned_arrays_are_page_locked_and_checked(net):
+    torch = pytest.importorskip("torch")
+    images = net.empty_pinned(5)
+    assert torch.from_numpy(images).is_pinned()
+    assert not torch.from_numpy(np.empty((5, 28, 28), np.uint8)).is_pinned()
+    assert net.empty_pinned(0).shape == (0, 28, 28)
+    assert net.pinned_array(7, np.float32).shape == (7,)
+    with pytest.raises(ValueError, match="negative"):
+        net.pinned_array((-1, 3), np.uint8)
+    status = net.lib.lenet5_gpu_free_host(net.ffi.from_buffer(np.empty(4, np.uint8)))
+    assert status == 1
+    assert "not allocated by lenet5_gpu_alloc_host" in net.ffi.string(net.lib.lenet5_gpu_last_error()).decode()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("threads,chunk", [(1, 0), (3, 1000), (8, 4096)])
+def test_pipeline_bit_exact_on_mnist(pipeline, golden_test, threads, chunk):
+    """All 10,000 test images in fixed mode through several pipeline shapes, from pageable and
+    from page-locked images into pageable and page-locked outputs, bit-exact."""
+    net = pipeline
+    images, (classes_ref, logits_ref) = golden_test
+    net.set_host_pipeline(threads, chunk)
+    used_threads, used_chunk = net.host_pipeline()
+    assert used_threads == threads and used_chunk == (chunk or used_chunk) > 0
+    pinned = _pinned_copy(net, images)
+    for source in (images, pinned):
+        for memory in ("pageable", "pinned"):
+            classes, logits = _poisoned_outputs(net, len(images), "fixed", memory)
+            net.infer_into(source, "fixed", classes, logits)
+            mismatched = int((logits != logits_ref).any(axis=1).sum())
+            assert mismatched == 0, f"{mismatched} images differ ({memory} outputs)"
+            np.testing.assert_array_equal(classes, classes_ref)
+
+
+@pytest.mark.gpu
+def test_pipeline_float_matches_device_path(pipeline, float_test):
+    """Float mode through the pipeline (chunks of 1000 on three lanes) against the same kernel on
+    the device path over the whole batch.  Compared exactly: the same machine code on the same
+    GPU computes each image on its own, and the even chunk offsets keep the warp variant's
+    pairs of images the same; and within 1e-4 of cpu-float."""
+    torch = pytest.importorskip("torch")
+    net = pipeline
+    images, ref = float_test
+    n = len(images)
+    net.set_variant("warp")
+    dev = torch.from_numpy(images).cuda()
+    classes_dev = torch.full((n,), -1, dtype=torch.int32, device="cuda")
+    logits_dev = torch.full((n, 10), float("nan"), dtype=torch.float32, device="cuda")
+    net.infer_device(dev.data_ptr(), n, "float", classes_dev.data_ptr(), logits_dev.data_ptr(), 0)
+    torch.cuda.synchronize()
+    net.set_host_pipeline(3, 1000)
+    for source in (images, _pinned_copy(net, images)):
+        for memory in ("pageable", "pinned"):
+            classes, logits = _poisoned_outputs(net, n, "float", memory)
+            net.infer_into(source, "float", classes, logits)
+            np.testing.assert_array_equal(logits, logits_dev.cpu().numpy())
+            np.testing.assert_array_equal(classes, classes_dev.cpu().numpy())
+            _assert_float_close(logits, ref, 1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("n", [1, 257, 1023, 1024, 1025, 3 * 1024 + 1])
+def test_pipeline_odd_sizes(pipeline, quantized, n):
+    """Batch sizes around the chunk (1024 here) and the small-batch limit, from an unaligned
+    page-locked buffer and from pageable memory, each output alone or both, fresh random images."""
+    net = pipeline
+    net.set_host_pipeline(3, 1024)
+    rng = np.random.default_rng()
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    classes_ref, logits_ref = golden.predict_raw(images, quantized[0])
+    buf = net.pinned_array(n * 784 + 1, np.uint8)
+    unaligned = buf[1:].reshape(n, 28, 28)
+    unaligned[...] = images
+    for source in (images, unaligned):
+        for memory in ("pageable", "pinned"):
+            classes, logits = _poisoned_outputs(net, n, "fixed", memory)
+            net.infer_into(source, "fixed", classes, None)
+            np.testing.assert_array_equal(classes, classes_ref)
+            net.infer_into(source, "fixed", None, logits)
+            np.testing.assert_array_equal(logits, logits_ref)
+            classes[...] = -7
+            net.infer_into(source, "fixed", classes, logits)
+            np.testing.assert_array_equal(classes, classes_ref)
+
+
+@pytest.mark.gpu
+def test_pipeline_errors(pipeline):
+    """Bad shapes are refused with the argument named; non-contiguous images are refused (copy
+    them with np.ascontiguousarray); device memory given to the host path is refused; the network
+    still works afterwards."""
+    torch = pytest.importorskip("torch")
+    net = pipeline
+    for threads, chunk, what in ((-1, 0, "threads"), (65, 0, "threads"), (0, -5, "chunk"), (0, 1 << 21, "chunk")):
+        with pytest.raises(gpu.GpuError, match=what) as e:
+            net.set_host_pipeline(threads, chunk)
+        assert e.value.status == 1
+    images = np.random.default_rng().integers(0, 256, (2000, 28, 28), dtype=np.uint8)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        net.infer(images[::2], "fixed")
+    dev = torch.zeros(2000 * 784, dtype=torch.uint8, device="cuda")
+    classes = np.empty(2000, np.int32)
+    ffi, lib = net.ffi, net.lib
+    status = lib.lenet5_gpu_infer_host(
+        net._handle,
+        gpu.MODES["fixed"],
+        ffi.cast("const uint8_t *", dev.data_ptr()),
+        2000,
+        ffi.cast("int32_t *", ffi.from_buffer(classes)),
+        ffi.NULL,
+    )
+    assert status == 1
+    assert "device memory" in ffi.string(lib.lenet5_gpu_last_error()).decode()
+    c, _ = net.infer(images[:1000], "fixed")
+    np.testing.assert_array_equal(c, golden.predict_raw(images[:1000], fixedspec.load_quantized()[0])[0])

@@ -5,7 +5,8 @@
 #   tools/device_check.sh [STEP ...]        (default: build test bench)
 #
 # Steps: build (sm_90) | buildall | test | quicktest | bench | latency (tools/latency.py) |
-# sweep (tools/sweep.py) | exact (tools/exactness.py) | clocks | ncu | ncu-lat (tools/profile_one.py).
+# sweep (tools/sweep.py) | hostsweep (tools/sweep.py --host) | exact (tools/exactness.py) | clocks |
+# ncu | ncu-lat (tools/profile_one.py).
 # Logs and JSON go to $OUT (default cuda/build/out); copy to benchmarks/ only what a README cites.
 # Before: tools/prepare_device_data.py fills .gpu_data/ (MNIST, Keras's logits), and wheels of
 # cffi and pycparser go in .whl/ where the GPU machine lacks them.  lenet5_pynq is used installed
@@ -47,6 +48,8 @@ for step in $steps; do
         timeout 300 $PY tools/latency.py --json "$OUT/latency.json" 2>&1 | tee "$OUT/latency.log" || status=1 ;;
     sweep)
         $PY tools/sweep.py --batches "${SWEEP_BATCHES:-1,16,100,300,1000,2047,4096,10000,100000,1000000}" --json "$OUT/sweep.json" 2>&1 | tee "$OUT/sweep.log" ;;
+    hostsweep)
+        $PY tools/sweep.py --host --json "$OUT/hostsweep.json" 2>&1 | tee "$OUT/hostsweep.log" || status=1 ;;
     exact)
         $PY tools/exactness.py 2>&1 | tee "$OUT/exactness.log" ;;
     clocks)  # SM clock and power while fixed mode runs 1M-image batches

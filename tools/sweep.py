@@ -1,9 +1,12 @@
 """CUDA library sweep, on a GPU machine: every kernel variant at several batch sizes (device
 memory to device memory), then one image host to host with a launch per call, through the bare C
 call and through `GpuNetwork.infer_into`.  It chose AUTO's crossovers (`kBlockVariantBelow` in
-cuda/src/api.cu); rerun it after changing a kernel variant.
+cuda/src/handle.cu); rerun it after changing a kernel variant.  With --host, instead: the host
+pipeline's shapes (threads x chunk, `set_host_pipeline`) at one large batch, from pageable and
+from page-locked arrays, in both modes; it chose the pipeline's defaults (cuda/src/host_path.cu).
 
     python tools/sweep.py [--batches 1,100,1000,...] [--json FILE]    (tools/device_check.sh sweep)
+    python tools/sweep.py --host [--threads 1,2,4,8] [--chunks 8192,16384] [--json FILE]    (... hostsweep)
 
 Needs the built library (python -m lenet5_pynq.gpu build) and lenet5_pynq installed (pip install -e .).
 """
@@ -24,7 +27,13 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batches", default="1,16,100,300,1000,2047,4096,10000,100000,1000000")
     ap.add_argument("--json")
+    ap.add_argument("--host", action="store_true", help="sweep the host pipeline instead")
+    ap.add_argument("--threads", default="1,2,4,6,8,12")
+    ap.add_argument("--chunks", default="4096,8192,16384")
+    ap.add_argument("--images", type=int, default=1_000_000)
     args = ap.parse_args()
+    if args.host:
+        return host_sweep(args)
     batches = [int(b) for b in args.batches.split(",")]
     pool = gpu_timing.image_pool()
     params, quantized = weights.load()[0], fixedspec.load_quantized()[0]
@@ -81,6 +90,51 @@ def main() -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": net.device_name, "variants": rows, "latency": lat}, f, indent=1)
+    return 0
+
+
+def host_sweep(args) -> int:
+    """Seconds per host-to-host call of args.images images for each pipeline shape, median of 5
+    after a warm-up call (which allocates the lanes' buffers)."""
+    pool = gpu_timing.image_pool()
+    net = gpu.GpuNetwork(weights.load()[0], fixedspec.load_quantized()[0])
+    print(f"device: {net.device_name}; default pipeline {net.host_pipeline()}", flush=True)
+    n = args.images
+    pageable = gpu_timing._tile(pool, n)
+    pinned = net.empty_pinned(n)
+    pinned[...] = pageable
+    rows = []
+    for mode in ("float", "fixed"):
+        outputs = {
+            "pageable": (np.empty(n, np.int32), np.empty((n, 10), net.logits_dtype(mode))),
+            "pinned": net.empty_pinned_outputs(n, mode),
+        }
+        for memory, images in (("pageable", pageable), ("pinned", pinned)):
+            classes, logits = outputs[memory]
+            for threads in (int(t) for t in args.threads.split(",")):
+                for chunk in (int(c) for c in args.chunks.split(",")):
+                    net.set_host_pipeline(threads, chunk)
+                    net.infer_into(images, mode, classes, logits)
+                    times = []
+                    for _ in range(5):
+                        t0 = time.perf_counter()
+                        net.infer_into(images, mode, classes, logits)
+                        times.append(time.perf_counter() - t0)
+                    t = statistics.median(times)
+                    rows.append(dict(mode=mode, memory=memory, threads=threads, chunk=chunk, images=n, seconds=t))
+                    print(
+                        f"{mode:6s} {memory:8s} threads {threads:2d} chunk {chunk:7d}: {n / t / 1e6:7.2f} M/s",
+                        flush=True,
+                    )
+    net.set_host_pipeline(0, 0)
+    for memory, host in (("pageable", pageable), ("pinned", pinned)):
+        t = statistics.median(net.time_copy(host, 5))
+        rows.append(dict(mode="copy", memory=memory, images=n, seconds=t))
+        print(f"copy   {memory:8s} {host.nbytes / t / 1e9:6.1f} GB/s = {n / t / 1e6:7.2f} M images/s", flush=True)
+    net.close()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": net.device_name, "host_pipeline": rows}, f, indent=1)
     return 0
 
 

@@ -22,8 +22,9 @@
  *
  * Every function returns a status (LENET5_OK == 0); lenet5_gpu_last_error() says more about
  * the last failure in the calling thread.  Nothing in the library exits or aborts.  A handle
- * takes one call at a time (its staging buffers are shared); use one handle per thread.  Calls
- * leave the caller's current CUDA device as they found it.
+ * takes one call at a time (its staging buffers and pipeline threads are shared): it is not
+ * thread-safe, so use one handle per thread or a lock.  Calls leave the caller's current CUDA
+ * device as they found it.
  *
  * The declarations between the CDEF markers are CFFI's cdef too (lenet5_pynq/gpu.py reads them
  * from this file): plain C, no macros.  `python -m lenet5_pynq.gpu check-header` fails when cffi
@@ -139,9 +140,31 @@ int lenet5_gpu_set_resident(lenet5_gpu *handle, int64_t idle_us);
 int lenet5_gpu_resident_stats(const lenet5_gpu *handle, int64_t *calls, int64_t *launches, double *gpu_us);
 
 /* Host memory in, host memory out; returns when the results are there.  `classes` or
- * `logits` may be NULL.  Any alignment. */
+ * `logits` may be NULL.  Any alignment.  Batches of more than 256 images go through the host
+ * pipeline (lenet5_gpu_set_host_pipeline); there an array in page-locked memory (from
+ * lenet5_gpu_alloc_host, cudaHostAlloc or cudaHostRegister, as one allocation) is read or written
+ * in place by the copy engines, other host memory through the pipeline's pinned staging, and
+ * device memory is refused with LENET5_ERR_INVALID_ARGUMENT. */
 int lenet5_gpu_infer_host(lenet5_gpu *handle, int mode, const uint8_t *images, int64_t n, int32_t *classes,
                           void *logits);
+
+/* The host pipeline: a batch is cut into chunks of at most `chunk` images (at least 4096 where the
+ * batch has them; 0: 8192) that `threads` lanes (0: half the cores, at most 8; at most 64), each
+ * a CPU thread with its own stream and two chunks of pinned staging and device buffers, copy
+ * into staging, transfer, run and copy back, overlapping one another.  The calling thread is
+ * lane 0; the others are threads of the handle, started at the first batch that needs them.
+ * Buffers are allocated at a lane's first chunk; changing the shape frees them. */
+int lenet5_gpu_set_host_pipeline(lenet5_gpu *handle, int threads, int64_t chunk);
+/* The pipeline's shape in use (the defaults resolved). */
+int lenet5_gpu_host_pipeline(const lenet5_gpu *handle, int *threads, int64_t *chunk);
+
+/* Page-locked host memory of `bytes` bytes (> 0) for lenet5_gpu_infer_host's arrays, portable
+ * across devices; free it with lenet5_gpu_free_host (which refuses any other pointer).  It does
+ * not depend on the handle staying alive.  Both are thread-safe.  lenet5_gpu_host_bytes: the
+ * bytes allocated so and not yet freed, in this process. */
+int lenet5_gpu_alloc_host(lenet5_gpu *handle, size_t bytes, void **ptr);
+int lenet5_gpu_free_host(void *ptr);
+int lenet5_gpu_host_bytes(int64_t *bytes);
 
 /* Device memory in and out, asynchronous on `stream` (a cudaStream_t; NULL: the handle's own
  * stream).  `classes` or `logits` may be NULL. */
@@ -153,6 +176,11 @@ int lenet5_gpu_infer_device(lenet5_gpu *handle, int mode, const uint8_t *images,
  * two CUDA events; ms_per_call[i] = elapsed / calls of repeat i. */
 int lenet5_gpu_time_device(lenet5_gpu *handle, int mode, const uint8_t *images, int64_t sets, int64_t batch, int calls,
                            int warmup, int repeats, float *ms_per_call);
+
+/* Benchmark helper: seconds[i] = host-clock time of the i-th of `repeats` synchronous copies of
+ * `bytes` bytes from host memory `host` (pageable or page-locked) to device memory, after one
+ * untimed copy: the copy bandwidth the host path is measured against. */
+int lenet5_gpu_time_copy(lenet5_gpu *handle, const void *host, int64_t bytes, int repeats, double *seconds);
 
 const char *lenet5_gpu_status_string(int status);
 const char *lenet5_gpu_last_error(void);

@@ -45,7 +45,7 @@ __global__ void __launch_bounds__(C::kBlock, C::kMinBlocks)
 
 // ---------------------------------------------------------------------------- resident kernel
 //
-// The latency path for a few images in host memory (api.cu, "resident path"): a kernel of
+// The latency path for a few images in host memory (resident.cu, "resident path"): a kernel of
 // kResidentBlocks blocks stays on the GPU between calls with the weights in shared memory.  The
 // host writes the images into mapped pinned memory and then a sequence number into the mailbox;
 // block 0 polls the mailbox over PCIe and forwards each command to the other blocks through a

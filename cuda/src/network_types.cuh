@@ -71,7 +71,7 @@ struct NetIO {
     void* logits;           // logit_t[n][kNumClasses] or null
 };
 
-// The resident kernel's mailbox, in mapped pinned host memory (network_kernel.cuh, api.cu).  The
+// The resident kernel's mailbox, in mapped pinned host memory (network_kernel.cuh, resident.cu).  The
 // host writes the command word (seq | n << 32 | quit << 48, one 8-byte store, so the kernel reads
 // it in one PCIe read); the kernel writes status: 2 * seq when command seq is answered,
 // 2 * last + 1 when it ends, and the GPU clock (ns) when it saw the command and when it

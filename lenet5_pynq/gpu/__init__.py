@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from .handle import MODES, VARIANTS, GpuNetwork
+from .handle import MODES, VARIANTS, GpuNetwork, pinned_bytes
 from .library import (
     ENV_LIB,
     GPU_DIR,
@@ -50,6 +50,7 @@ __all__ = [
     "load_library",
     "nvcc_command",
     "nvcc_path",
+    "pinned_bytes",
     "shapes_header",
     "write_shapes_header",
 ]

@@ -175,6 +175,75 @@ class GpuNetwork:
         if status:
             _check(self.lib, ffi, status, "infer")
 
+    def set_host_pipeline(self, threads: int = 0, chunk: int = 0) -> None:
+        """The host path's pipeline for batches of more than 256 images: `threads` lanes (CPU
+        threads, each with its own stream and pinned staging; 0: half the cores, at most 8) and
+        chunks of at most `chunk` images (0: 8192); see lenet5_gpu_set_host_pipeline."""
+        _check(
+            self.lib,
+            self.ffi,
+            self.lib.lenet5_gpu_set_host_pipeline(self._open(), int(threads), int(chunk)),
+            "set host pipeline",
+        )
+
+    def host_pipeline(self) -> tuple[int, int]:
+        """(threads, chunk) of the host pipeline in use, the defaults resolved."""
+        threads, chunk = self.ffi.new("int *"), self.ffi.new("int64_t *")
+        _check(self.lib, self.ffi, self.lib.lenet5_gpu_host_pipeline(self._open(), threads, chunk), "host pipeline")
+        return int(threads[0]), int(chunk[0])
+
+    def pinned_array(self, shape, dtype) -> np.ndarray:
+        """An uninitialised C-contiguous array in page-locked host memory (cudaHostAlloc, portable),
+        which the host path transfers from or into in place, without staging.  The memory is freed
+        when the array and every view of it are gone (the array's base holds it); it does not need
+        this network to stay open.  Like any numpy array it is not locked for concurrent writers;
+        allocating and freeing are thread-safe."""
+        dtype = np.dtype(dtype)
+        shape = (int(shape),) if np.isscalar(shape) else tuple(int(d) for d in shape)
+        if any(d < 0 for d in shape):
+            raise ValueError(f"shape {shape} has a negative dimension")
+        count = int(np.prod(shape, dtype=np.int64))
+        if count == 0:
+            return np.empty(shape, dtype)
+        ffi, lib = self.ffi, self.lib
+        ptr = ffi.new("void **")
+        _check(lib, ffi, lib.lenet5_gpu_alloc_host(self._open(), count * dtype.itemsize, ptr), "pinned allocation")
+        owner = ffi.gc(ptr[0], lib.lenet5_gpu_free_host)  # freed when the last array over it goes
+        return np.frombuffer(ffi.buffer(owner, count * dtype.itemsize), dtype, count).reshape(shape)
+
+    def empty_pinned(self, n: int) -> np.ndarray:
+        """uint8[n, 28, 28] images in page-locked memory (`pinned_array`): `infer`/`infer_into`
+        transfer them without a host copy."""
+        return self.pinned_array((n, network.INPUT_HEIGHT, network.INPUT_WIDTH), np.uint8)
+
+    def empty_pinned_outputs(self, n: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
+        """(classes int32[n], logits [n, 10] of the mode's dtype) in page-locked memory, for
+        `infer_into`: the results are copied back into them directly."""
+        return (
+            self.pinned_array(n, _I32),
+            self.pinned_array((n, self.num_classes), self.logits_dtype(mode)),
+        )
+
+    def time_copy(self, host: np.ndarray, repeats: int) -> np.ndarray:
+        """Seconds of each of `repeats` synchronous copies of `host` (a C-contiguous array,
+        pageable or from `pinned_array`) to device memory, after one untimed copy."""
+        ffi = self.ffi
+        out = np.empty(int(repeats), np.float64)
+        _check(
+            self.lib, ffi,
+            self.lib.lenet5_gpu_time_copy(
+                self._open(), ffi.from_buffer(host), host.nbytes, int(repeats),
+                ffi.cast("double *", ffi.from_buffer(out, require_writable=True)),
+            ),
+            "time_copy",
+        )  # fmt: skip
+        return out
+
+    def _open(self):
+        if self._handle is None:
+            raise ValueError("network is closed")
+        return self._handle
+
     def set_resident(self, idle_us: int) -> None:
         """Batches of 1..8 host images go to a kernel that stays on the GPU between calls and ends
         after `idle_us` microseconds without one; 0: a kernel launch per call (see
@@ -233,3 +302,12 @@ class GpuNetwork:
             "time_device",
         )  # fmt: skip
         return out.astype(np.float64) * 1e-3
+
+
+def pinned_bytes() -> int:
+    """Bytes of page-locked memory that `GpuNetwork.pinned_array` allocated and that are not yet
+    freed, in this process."""
+    ffi, lib = load_library()
+    out = ffi.new("int64_t *")
+    _check(lib, ffi, lib.lenet5_gpu_host_bytes(out), "host bytes")
+    return int(out[0])
