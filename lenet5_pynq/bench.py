@@ -8,7 +8,7 @@ Each point is the median of repeated calls after a warm-up call, on MNIST test i
 bytes when no MNIST directory is found).  Backends whose name starts with "gpu" or "torch" are
 measured by lenet5_pynq.gpu_bench (device-resident and host-to-host rows).
 
-`--threads N` goes to every backend that has a thread count (cpu-float's OpenMP threads,
+`--threads N` goes to every backend that has a thread count (cpu-float's and cpu's worker threads,
 onnxruntime's intra_op_num_threads) and is recorded in each row (null: the backend's default).
 When cpu-float runs in C, the run also measures one core's fp32 peak (native.fma_peak) and each
 cpu-float row gets its share of it: images/s x FLOP per image (2 x the multiply-adds of

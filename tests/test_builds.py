@@ -269,3 +269,122 @@ def test_concurrent_first_csim_uses_all_succeed(hls_copy):
     results = [(p.wait(300), p.stderr.read().decode()[-500:]) for p in procs]
     assert all(rc == 0 for rc, _ in results), results
     assert not list((hls_copy / "build").glob("*.tmp"))
+
+
+# ------------------------------------------- the kernels' worker pool (native/work_pool.h)
+def _pool_backends():
+    """Both kernels with two threads, and the single-thread answers they must give."""
+    from lenet5_pynq.backends.cpu import GoldenBackend
+
+    def answers(backend, images):
+        out = backend.logits(images) if isinstance(backend, FloatBackend) else backend.predict(images).logits
+        return np.asarray(out)
+
+    return {
+        "cpu-float": (FloatBackend(engine="c", threads=2), FloatBackend(engine="c", threads=1)),
+        "cpu": (GoldenBackend(engine="c", threads=2), GoldenBackend(engine="c", threads=1)),
+    }, answers
+
+
+def _pool_images(count: int, seed: int = 5) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, 28, 28), dtype=np.uint8)
+
+
+def test_pool_batch_sizes_around_its_blocks_give_the_single_thread_bits():
+    """Every batch from 0 to 21 images (blocks of 4 images for cpu-float, 2 for cpu, and the
+    smallest parallel calls) and 101: two threads give the bits of one."""
+    pairs, answers = _pool_backends()
+    images = _pool_images(101)
+    for name, (two, one) in pairs.items():
+        for n in [*range(22), 101]:
+            assert np.array_equal(answers(two, images[:n]), answers(one, images[:n])), (name, n)
+
+
+def test_pool_many_concurrent_python_threads_on_both_kernels():
+    """Eight Python threads calling both kernels at once (the pool serves one call; the others
+    run alone): every answer is the single-thread one, and no call hangs."""
+    import threading
+
+    pairs, answers = _pool_backends()
+    images = _pool_images(64)
+    sizes = (1, 5, 10, 13, 64)
+    want = {(name, n): answers(one, images[:n]) for name, (_, one) in pairs.items() for n in sizes}
+    wrong, errors = [], []
+
+    def work(seed):
+        order = np.random.default_rng(seed).permutation([(name, n) for name in pairs for n in sizes] * 4)
+        try:
+            for name, n in order:
+                if not np.array_equal(answers(pairs[name][0], images[: int(n)]), want[name, int(n)]):
+                    wrong.append((name, n))
+        except Exception as e:  # reported below, not lost in the thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a concurrent call hung"
+    assert not errors and not wrong, (errors, wrong[:5])
+
+
+def _child_compares(pairs_and_want):
+    pairs, want, images = pairs_and_want
+    from lenet5_pynq.backends.cpu import FloatBackend as Float
+
+    for name, two in pairs.items():
+        got = two.logits(images) if isinstance(two, Float) else two.predict(images).logits
+        if not np.array_equal(np.asarray(got), want[name]):
+            sys.exit(3)
+    sys.exit(0)
+
+
+def test_pool_in_a_forked_child_after_the_parent_used_it():
+    """multiprocessing's fork: the child inherits the pool's state but none of its workers; its
+    calls with two threads must still finish, with the parent's answers."""
+    import multiprocessing
+
+    pairs, answers = _pool_backends()
+    images = _pool_images(40)
+    want = {name: answers(two, images) for name, (two, _) in pairs.items()}  # the parent's pools now have workers
+    child = multiprocessing.get_context("fork").Process(
+        target=_child_compares, args=(({name: two for name, (two, _) in pairs.items()}, want, images),)
+    )
+    child.start()
+    child.join(timeout=120)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child's call hung")
+    assert child.exitcode == 0, f"the forked child's answers differ (exit code {child.exitcode})"
+    for name, (two, _) in pairs.items():  # and the parent's pool still works
+        assert np.array_equal(answers(two, images), want[name])
+
+
+def test_pool_with_more_threads_than_processors():
+    from lenet5_pynq.backends.cpu import GoldenBackend
+
+    many = 4 * (os.cpu_count() or 1) + 3
+    images = _pool_images(200)
+    one = FloatBackend(engine="c", threads=1).logits(images)
+    assert np.array_equal(FloatBackend(engine="c", threads=many).logits(images), one)
+    exact = GoldenBackend(engine="c", threads=1).predict(images).logits
+    assert np.array_equal(GoldenBackend(engine="c", threads=many).predict(images).logits, exact)
+
+
+def test_shared_pool_header_is_in_the_cache_key(cache, monkeypatch, tmp_path):
+    """A change to work_pool.h, which no kernel is named after, must rebuild the kernels."""
+    copy = tmp_path / "native"
+    shutil.copytree(native.HERE, copy, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    monkeypatch.setattr(native, "HERE", copy)
+    before = native.build("fixed_net.c", _fixed_defines())
+    with open(copy / "work_pool.h", "a") as f:
+        f.write("\n/* changed */\n")
+    after = native.build("fixed_net.c", _fixed_defines())
+    assert before != after and before.exists() and after.exists()
+
+
+def _fixed_defines():
+    from lenet5_pynq.backends.cpu import GoldenBackend, fixed_defines
+
+    return fixed_defines(GoldenBackend(engine="numpy").spec)

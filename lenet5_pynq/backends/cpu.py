@@ -84,7 +84,7 @@ def _pack_fixed_for_c(layers: list[fixedspec.QuantizedLayer]) -> list[np.ndarray
 
 
 def _check_threads(threads) -> int:
-    """0 for None (OpenMP's default), else the thread count; ValueError unless a whole number >= 1."""
+    """0 for None (the backend's default), else the thread count; ValueError unless a whole number >= 1."""
     if threads is None:
         return 0
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
@@ -98,9 +98,11 @@ class GoldenBackend(Backend):
 
     engine: "c" runs fixed_net.c (compiled on first use, bit-identical to golden.predict_raw),
     "numpy" the golden model itself, "auto" C where it builds, else numpy with a note on stderr.
-    threads: OpenMP threads per call of the C kernel, the calling one included (None: OpenMP's
-    default, $OMP_NUM_THREADS or else the processors); the numpy engine ignores it.
-    `predict` may be called from several threads at once: the kernel only reads the weights."""
+    threads: threads per call of the C kernel, the calling one included (None: the processors this
+    process may run on); the kernel's persistent worker pool (native/work_pool.h) supplies the
+    others, and a call of fewer than 5 images runs on the calling thread.  The numpy engine
+    ignores it.  `predict` may be called from several threads at once: the kernel only reads the
+    weights, and a call that finds the pool busy with another runs on its own thread."""
 
     name = "cpu"
     exact = True
@@ -109,7 +111,7 @@ class GoldenBackend(Backend):
         if engine not in ("auto", "c", "numpy"):
             raise ValueError(f"engine must be auto, c or numpy, not {engine!r}")
         self.threads = threads
-        self._threads = _check_threads(threads)
+        self._threads = _check_threads(threads) or _usable_processors()
         self.layers, self.spec = fixedspec.load_quantized(*weight_files(weights_path, spec_path))
         self.logit_scale = self.spec.logits.scale
         self._lib = self.isa = None
@@ -202,8 +204,10 @@ class FloatBackend(Backend):
     processor has them), numpy where no compiler is.
 
     `threads`: threads per call of the C kernel, the calling one included (None: the processors
-    this process may run on); the numpy fallback ignores it.  `predict` may be called from several
-    threads at once (the kernel keeps each call's work to itself)."""
+    this process may run on), the others from its persistent worker pool (native/work_pool.h); a
+    call of fewer than 5 images runs on the calling thread.  The numpy fallback ignores it.
+    `predict` may be called from several threads at once (the kernel keeps each call's work to
+    itself; a call that finds the pool busy with another runs on its own thread)."""
 
     name = "cpu-float"
 

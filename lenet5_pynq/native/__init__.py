@@ -197,10 +197,11 @@ def _is_clang(cc: str) -> bool:
 def candidate_flags(cc: str, source: str | None = None) -> list[list[str]]:
     """The flag sets `build` tries with compiler `cc` for `source` (a file name in this
     directory; fused multiply-adds if it is one of `FUSED_SOURCES`), best first: a compiler
-    without OpenMP or -march=native still gets a working library."""
+    without -march=native still gets a working library.  -pthread for the kernels' worker pool
+    (work_pool.h); no OpenMP, whose closing barrier stalls a call on a busy machine."""
     arch = target_arch()
     target = target_flags(arch, clang=arch == "armv7" and _is_clang(cc), fused=source in FUSED_SOURCES)
-    return [[*target, *extra] for extra in (["-march=native", "-fopenmp"], ["-fopenmp"], ["-march=native"], [])]
+    return [[*target, *extra, "-pthread"] for extra in (["-march=native"], [])]
 
 
 def _cpu_signature() -> str:
@@ -227,10 +228,11 @@ def build(source: str, defines: dict[str, str], force: bool = False) -> Path:
     cc = _compiler()
     src = HERE / source
     key = hashlib.sha256()
-    header = (HERE / source.replace(".c", ".h")).read_bytes()
+    # every header here, not only the source's own: the kernels share work_pool.h
+    headers = b"".join(h.name.encode() + b"\0" + h.read_bytes() for h in sorted(HERE.glob("*.h")))
     parts = (
         src.read_bytes(),
-        header,
+        headers,
         repr(sorted(defines.items())),
         cc,
         _cpu_signature(),
@@ -278,8 +280,8 @@ _LOAD_LOCK = threading.Lock()
 def load(source: str, defines: dict[str, str]):
     """(ffi, lib) for a kernel whose header holds its cdef.
 
-    A library stays loaded for the life of the process: closing one that pulled in libgomp
-    unloads libgomp under its idle worker threads, which then crash the process.
+    A library stays loaded for the life of the process: closing one would unmap the code under
+    its worker pool's idle threads (work_pool.h), which would then crash the process.
 
     Raises
     ------

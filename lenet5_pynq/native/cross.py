@@ -10,8 +10,9 @@ libraries are needed at run time.  `missing` names what is absent.
 
 What runs: float_net_driver.c (the kernel, unchanged, behind a main that reads files), compiled
 with the flags `native.target_flags` gives the board (fused, as for float_net.c), except
--mcpu=<the board's core> for -march=native and no OpenMP (the arithmetic of an image does not
-depend on the thread).  qemu emulates ARMv7 NEON's flushing of subnormals to zero, so agreement
+-mcpu=<the board's core> for -march=native, and linked with -pthread for the kernels' worker
+pool (work_pool.h; the driver's optional THREADS argument, default 1: the arithmetic of an
+image does not depend on the thread).  qemu emulates ARMv7 NEON's flushing of subnormals to zero, so agreement
 under qemu covers it.
 Dynamic counts come from qemu_insn_counts.c, a TCG plugin that counts every executed
 instruction by mnemonic and operand kind; static counts from the cross objdump of the kernel alone.
@@ -109,7 +110,8 @@ def build(target: Target, variant: str, out_dir: Path, version: str | None = Non
     """The statically linked driver for `target`; the kernel's object beside it (for objdump)."""
     defines = [f"-D{k}={v}" for k, v in network_defines().items()]
     stem = f"{target.arch}-{variant}{'' if neon_check else '-unchecked'}"
-    base = [compiler(target, version), "-O3", "-std=c99", *variant_flags(target, variant, neon_check), *defines]
+    base = [compiler(target, version), "-O3", "-std=c99", "-pthread", *variant_flags(target, variant, neon_check)]
+    base += defines
     exe = Path(out_dir) / stem
     _compile([*base, "-static", str(DRIVER), "-o", str(exe)])
     _compile([*base, "-c", str(KERNEL), "-o", str(exe.with_suffix(".o"))])
@@ -285,7 +287,7 @@ def build_fixed(
     """The statically linked fixed_net_driver.c for `target` with `defines` (backends/cpu.py
     `fixed_defines`), flags as `variant_flags` gives them; the kernel's object beside it."""
     flags = [f"-D{k}={v}" for k, v in defines.items()]
-    base = [compiler(target, version), "-O3", "-std=c99", *variant_flags(target, variant), *flags]
+    base = [compiler(target, version), "-O3", "-std=c99", "-pthread", *variant_flags(target, variant), *flags]
     exe = Path(out_dir) / f"fixed-{target.arch}-{variant}"
     _compile([*base, "-static", str(FIXED_DRIVER), "-o", str(exe)])
     _compile([*base, "-c", str(FIXED_KERNEL), "-o", str(exe.with_suffix(".o"))])

@@ -33,13 +33,12 @@
  * All are exact integer arithmetic, so every path gives the same bits; FIXED_VECTOR_BITS=256 or
  * 128 selects the narrower x86 paths, so tests check them all on one machine.
  */
+#define _POSIX_C_SOURCE 200809L /* pthreads and clock_gettime under -std=c99 (work_pool.h) */
 #include <stdint.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "fixed_net.h"
+#include "work_pool.h"
 
 /* ap_fixed's names for the modes; the -D CONV1_ROUND=AP_RND ... values are these names. */
 #define AP_TRN 0
@@ -426,16 +425,36 @@ static void forward_one(const void *const *p, const uint8_t *image, int16_t *log
     *cls = best;
 }
 
-#define IMAGES_PER_CHUNK 8 /* OpenMP hands out chunks as threads free up: a busy core takes fewer */
+/* Images a block of the pool: blocks are claimed first come, first served (a busy core takes
+ * fewer), and the caller never waits for a worker that has not claimed one (work_pool.h). */
+#ifndef IMAGES_PER_BLOCK
+#define IMAGES_PER_BLOCK 2
+#endif
+#ifndef PARALLEL_IMAGES
+#define PARALLEL_IMAGES 3 /* calls of fewer images run on the calling thread alone (measured) */
+#endif
+
+struct job { /* one call's work, on the caller's stack */
+    const void *const *params;
+    const uint8_t *images;
+    int64_t n;
+    int16_t *logits;
+    int64_t *classes;
+};
+
+static void run_block(void *context, int64_t block) {
+    const struct job *job = context;
+    const int64_t first = block * IMAGES_PER_BLOCK;
+    const int64_t end = job->n - first < IMAGES_PER_BLOCK ? job->n : first + IMAGES_PER_BLOCK;
+    for (int64_t i = first; i < end; ++i)
+        forward_one(job->params, job->images + i * IN_H * IN_W, job->logits + i * FC3_N, job->classes + i);
+}
 
 int lenet5_fixed_forward(const void *const *params, const uint8_t *images, int64_t n, int threads, int16_t *logits,
                          int64_t *classes) {
     if (n < 0 || threads < 0) return 1;
-#ifdef _OPENMP
-    const int team = threads > 0 ? threads : omp_get_max_threads();
-#pragma omp parallel for schedule(dynamic, IMAGES_PER_CHUNK) num_threads(team) if (team > 1 && n > IMAGES_PER_CHUNK)
-#endif
-    for (int64_t i = 0; i < n; ++i) forward_one(params, images + i * IN_H * IN_W, logits + i * FC3_N, classes + i);
+    struct job job = {params, images, n, logits, classes};
+    pool_run(run_block, &job, (n + IMAGES_PER_BLOCK - 1) / IMAGES_PER_BLOCK, n < PARALLEL_IMAGES ? 1 : threads);
     return 0;
 }
 

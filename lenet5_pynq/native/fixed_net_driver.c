@@ -8,6 +8,7 @@
  * back; LOGITS is written with FC3_N int16 raw logits an image.  Compiled with the -D macros of
  * backends/cpu.py fixed_defines.  Exit status 0, else 1 with the reason on stderr.
  */
+#define _POSIX_C_SOURCE 200809L /* before any system header, for the kernel's work_pool.h */
 #include <stdio.h>
 #include <stdlib.h>
 

@@ -39,24 +39,25 @@
  *    NEON all the same, so it builds for ARMv7 without NEON.
  *  - ARM without NEON: the vector code as scalar VFP instructions, 6 accumulators.
  *
- * `lenet5_float_forward` runs on the calling thread and threads - 1 helpers over tasks of B
- * images, each task claimed by whichever thread asks first (an atomic counter).  The caller waits
- * only for tasks that a helper has claimed, never for a helper to start: on a busy machine a
- * helper that is not scheduled in time finds no work left and exits, and the call is as fast as
- * one thread, not stalled for a time slice as an OpenMP team's closing barrier is (measured: 15 ms
- * a call of 8 images with schedule(dynamic) on this 2-core machine under load).  Helpers are
- * detached threads made per call (tens of microseconds), so calls of fewer than PARALLEL_TASKS
- * tasks stay on one thread.  Everything a call writes is on the stack, in its own job or in
- * `logits`: concurrent calls are safe.
+ * `lenet5_float_forward` runs blocks of B images on the calling thread and up to threads - 1
+ * workers of work_pool.h (persistent threads, created on first use; the caller always works and
+ * never waits for a worker that has not claimed a block, so a busy machine costs at most the
+ * parallelism, never a time slice as an OpenMP team's closing barrier did: 15 ms for a call of
+ * 8 images on a 2-core machine under load).  Calls of fewer than PARALLEL_IMAGES images stay on
+ * the calling thread.  Everything a call writes is on its stack or in `logits`, and the pool
+ * runs one call at a time (another runs alone): concurrent calls are safe.
  */
-#define _POSIX_C_SOURCE 200809L /* pthreads and sched_yield under -std=c99 */
-#include <pthread.h>
-#include <sched.h>
+#define _POSIX_C_SOURCE 200809L /* pthreads and clock_gettime under -std=c99 (work_pool.h) */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "float_net.h"
+#include "work_pool.h"
+
+#ifndef PARALLEL_IMAGES
+#define PARALLEL_IMAGES 5 /* calls of fewer images run on the calling thread alone (measured) */
+#endif
 
 #define CONV1_OH (IN_H - CONV1_K + 1)
 #define CONV1_OW (IN_W - CONV1_K + 1)
@@ -501,71 +502,32 @@ int lenet5_float_pack(const float *const *keras, float *packed, int64_t size) {
     return 0;
 }
 
-/* One call's work, shared by the caller and its helpers; freed by the last one to let go. */
+/* One call's work, on the caller's stack: the pool's workers read it only while the call runs. */
 struct job {
     const float *packed;
     int exps[N_PARAMS];
     const uint8_t *images;
-    int64_t n, tasks;
+    int64_t n;
     float *logits;
-    int64_t next; /* the next task to claim (atomic) */
-    int64_t done; /* tasks finished (atomic) */
-    int refs;     /* the caller and each helper still holding the job (atomic) */
 };
 
-#define PARALLEL_TASKS 8 /* fewer tasks than this stay on the calling thread */
-
-static void run_tasks(struct job *job) {
-    for (;;) {
-        const int64_t t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
-        if (t >= job->tasks) return;
-        const int64_t first = t * DENSE_IMAGES;
-        const int nb = job->n - first < DENSE_IMAGES ? (int)(job->n - first) : DENSE_IMAGES;
-        forward_block(job->packed, job->exps, job->images + first * IN_H * IN_W, nb, job->logits + first * FC3_N);
-        __atomic_fetch_add(&job->done, 1, __ATOMIC_RELEASE);
-    }
-}
-
-static void release(struct job *job) {
-    if (__atomic_sub_fetch(&job->refs, 1, __ATOMIC_ACQ_REL) == 0) free(job);
-}
-
-static void *helper(void *arg) {
-    run_tasks(arg);
-    release(arg);
-    return NULL;
+static void run_block(void *context, int64_t block) {
+    const struct job *job = context;
+    const int64_t first = block * DENSE_IMAGES;
+    const int nb = job->n - first < DENSE_IMAGES ? (int)(job->n - first) : DENSE_IMAGES;
+    forward_block(job->packed, job->exps, job->images + first * IN_H * IN_W, nb, job->logits + first * FC3_N);
 }
 
 int lenet5_float_forward(const float *packed, const uint8_t *images, int64_t n, float *logits, int threads) {
     if (n < 0) return 1;
     if (threads < 0) return 2;
-    struct job *job = calloc(1, sizeof *job);
-    if (!job) return 3;
-    job->packed = packed;
-    job->images = images;
-    job->n = n;
-    job->logits = logits;
-    job->tasks = (n + DENSE_IMAGES - 1) / DENSE_IMAGES;
+    struct job job = {packed, {0}, images, n, logits};
 #if NEON_FLUSHES_SUBNORMALS
     static const int64_t at[N_PARAMS + 1] = {0,     AT_B1, AT_W2, AT_B2, AT_W3,      AT_B3,
                                              AT_W4, AT_B4, AT_W5, AT_B5, PACKED_SIZE};
-    for (int k = 0; k < N_PARAMS && n > 0; ++k) job->exps[k] = min_exponent(packed + at[k], (int)(at[k + 1] - at[k]));
+    for (int k = 0; k < N_PARAMS && n > 0; ++k) job.exps[k] = min_exponent(packed + at[k], (int)(at[k + 1] - at[k]));
 #endif
-    int64_t helpers = job->tasks < PARALLEL_TASKS || threads < 2 ? 0 : threads - 1;
-    if (helpers > job->tasks - 1) helpers = job->tasks - 1;
-    job->refs = 1 + (int)helpers;
-    pthread_attr_t attr;
-    const int attr_ok = helpers > 0 && pthread_attr_init(&attr) == 0;
-    if (attr_ok) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    for (int64_t h = 0; h < helpers; ++h) {
-        pthread_t thread;
-        if (!attr_ok || pthread_create(&thread, &attr, helper, job) != 0)
-            release(job); /* no helper: the caller does its share */
-    }
-    if (attr_ok) pthread_attr_destroy(&attr);
-    run_tasks(job);
-    /* Every task is claimed; wait for those still running on helpers (a few at most). */
-    while (__atomic_load_n(&job->done, __ATOMIC_ACQUIRE) < job->tasks) sched_yield();
-    release(job);
+    const int64_t blocks = (n + DENSE_IMAGES - 1) / DENSE_IMAGES;
+    pool_run(run_block, &job, blocks, n < PARALLEL_IMAGES ? 1 : threads);
     return 0;
 }

@@ -9,6 +9,7 @@
  * FC3_N float32 logits an image.  Compiled with the -D sizes of native.network_defines().
  * Exit status 0, else 1 with the reason on stderr.
  */
+#define _POSIX_C_SOURCE 200809L /* before any system header, for the kernel's work_pool.h */
 #include <stdio.h>
 #include <stdlib.h>
 
