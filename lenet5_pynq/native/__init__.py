@@ -105,13 +105,16 @@ def cache_dir() -> Path:
 
 
 def network_defines() -> dict[str, str]:
-    """The sizes of the float kernel, from the one network description."""
+    """The sizes of the C kernels, from the one network description: the layers' parameters and
+    the geometry network.layer_shapes() derives (conv and pool outputs, fc1's fan-in)."""
     shapes = network.layer_shapes()
     kinds = [type(s.layer).__name__ for s in shapes]
     if kinds != ["Conv", "Conv", "Dense", "Dense", "Dense"]:
         raise BuildError(f"the C kernel implements conv, conv, dense, dense, dense; the network is {kinds}")
     conv1, conv2, fc1, fc2, fc3 = (s.layer for s in shapes)
     widest_conv = max(s.conv_shape[1] for s in shapes[:2])
+    (conv1_oh, conv1_ow, _), (pool1_h, pool1_w, _) = shapes[0].conv_shape, shapes[0].out_shape
+    (conv2_oh, conv2_ow, _), (pool2_h, pool2_w, _) = shapes[1].conv_shape, shapes[1].out_shape
     return {
         "IN_H": str(network.INPUT_HEIGHT),
         "IN_W": str(network.INPUT_WIDTH),
@@ -119,6 +122,9 @@ def network_defines() -> dict[str, str]:
         "CONV1_F": str(conv1.filters), "CONV1_K": str(conv1.kernel), "CONV1_P": str(conv1.pool),
         "CONV2_F": str(conv2.filters), "CONV2_K": str(conv2.kernel), "CONV2_P": str(conv2.pool),
         "FC1_N": str(fc1.units), "FC2_N": str(fc2.units), "FC3_N": str(fc3.units),
+        "CONV1_OH": str(conv1_oh), "CONV1_OW": str(conv1_ow), "POOL1_H": str(pool1_h), "POOL1_W": str(pool1_w),
+        "CONV2_OH": str(conv2_oh), "CONV2_OW": str(conv2_ow), "POOL2_H": str(pool2_h), "POOL2_W": str(pool2_w),
+        "FLAT": str(shapes[2].fan_in),
         "MAX_POOL": str(max(conv1.pool, conv2.pool)),
         "MAX_ROW": str(widest_conv),
         "MAX_ROW_DENSE": str(max(fc1.units, fc2.units, fc3.units)),

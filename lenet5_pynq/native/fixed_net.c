@@ -63,16 +63,6 @@
 #define ROUND_UP(n, m) (((n) + (m) - 1) / (m) * (m))
 #define PAIRS(n) (((n) + 1) / 2)
 
-#define CONV1_OH (IN_H - CONV1_K + 1)
-#define CONV1_OW (IN_W - CONV1_K + 1)
-#define POOL1_H (CONV1_OH / CONV1_P)
-#define POOL1_W (CONV1_OW / CONV1_P)
-#define CONV2_OH (POOL1_H - CONV2_K + 1)
-#define CONV2_OW (POOL1_W - CONV2_K + 1)
-#define POOL2_H (CONV2_OH / CONV2_P)
-#define POOL2_W (CONV2_OW / CONV2_P)
-#define FLAT (CONV2_F * POOL2_H * POOL2_W)
-
 /* conv1 runs over output positions: whole input rows of IN_W positions (the last K-1 of each
  * are computed and never used), pairs of kernel columns in one multiply-add. */
 #define CONV1_KXP PAIRS(CONV1_K)                   /* column pairs a kernel row: odd K pads a zero */

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "driver_io.h"
+
 #include "fixed_net.c"
 
 /* Bytes of each packed array, a layer's kernel words then its biases. */
@@ -26,20 +28,6 @@
      FC2_N * 8,                                   \
      FC3_NP * FC3_MP * 4,                         \
      FC3_N * 8}
-
-/* The whole of `path` in a new buffer, its size in *size; NULL (said on stderr) on failure. */
-static void *read_file(const char *path, long *size) {
-    FILE *f = fopen(path, "rb");
-    void *data = NULL;
-    if (f && fseek(f, 0, SEEK_END) == 0 && (*size = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-        (data = malloc(*size ? (size_t)*size : 1)) && fread(data, 1, (size_t)*size, f) != (size_t)*size) {
-        free(data);
-        data = NULL;
-    }
-    if (!data) perror(path);
-    if (f) fclose(f);
-    return data;
-}
 
 int main(int argc, char **argv) {
     if (argc != 4) {

@@ -59,16 +59,6 @@
 #define PARALLEL_IMAGES 5 /* calls of fewer images run on the calling thread alone (measured) */
 #endif
 
-#define CONV1_OH (IN_H - CONV1_K + 1)
-#define CONV1_OW (IN_W - CONV1_K + 1)
-#define POOL1_H (CONV1_OH / CONV1_P)
-#define POOL1_W (CONV1_OW / CONV1_P)
-#define CONV2_OH (POOL1_H - CONV2_K + 1)
-#define CONV2_OW (POOL1_W - CONV2_K + 1)
-#define POOL2_H (CONV2_OH / CONV2_P)
-#define POOL2_W (CONV2_OW / CONV2_P)
-#define FLAT (CONV2_F * POOL2_H * POOL2_W)
-
 #if IN_H % CONV1_P || IN_W % CONV1_P
 #error "the parity planes of conv1 need the image's sides to be multiples of its pool"
 #endif
