@@ -101,8 +101,9 @@ def check_elf(path) -> str | None:
 def _pin(ffi, path: Path) -> None:
     """Keep the loaded library mapped for the life of the process (RTLD_NODELETE on the handle
     already open).  cffi closes a library when its lib object is collected, at the latest when
-    the interpreter shuts down; an OpenMP kernel's libgomp would then be unmapped under its idle
-    worker threads, a segfault at exit (seen with cffi 1.15 on Python 3.10)."""
+    the interpreter shuts down; a kernel's code would then be unmapped under its idle worker
+    threads (native/work_pool.h, as libgomp's were), a segfault at exit (seen with cffi 1.15 on
+    Python 3.10)."""
     noload, nodelete = getattr(ffi, "RTLD_NOLOAD", 0), getattr(ffi, "RTLD_NODELETE", 0)
     if not (noload and nodelete):
         return  # not POSIX with glibc-like flags: nothing to pin with
