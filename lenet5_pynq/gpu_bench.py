@@ -1,6 +1,6 @@
 """The GPU benchmark's command (the measurement is `gpu_timing`):
 
-    python -m lenet5_pynq.gpu_bench --backends gpu,gpu-float,torch,torch-fp16,torch-compile \
+    python -m lenet5_pynq.gpu_bench --backends gpu,gpu-float,gpu-fp16,torch,torch-fp16,torch-compile \
         [--batches 1,100,10000,100000,1000000] [--repeats 7] [--where device,host,pinned,copy] [--json FILE]
 
 The rows are described in `gpu_timing`'s docstring.
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     gpu_names = [n for n in backends.names() if n.startswith(("gpu", "torch"))]
     ap.add_argument(
         "--backends",
-        default="gpu,gpu-float,torch,torch-fp16,torch-compile",
+        default="gpu,gpu-float,gpu-fp16,torch,torch-fp16,torch-compile",
         type=cli_types.backend_list(gpu_names),
         help="comma-separated, of " + ", ".join(gpu_names),
     )

@@ -1,7 +1,7 @@
 """The GPU part of the benchmark, the measurement itself (`run`, `table`): the CUDA library (`gpu`, `gpu-float`) and its PyTorch peers
 (`torch`, `torch-fp16`, `torch-compile`), measured in one process on one card.
 
-    python -m lenet5_pynq.gpu_bench --backends gpu,gpu-float,torch,torch-fp16,torch-compile \
+    python -m lenet5_pynq.gpu_bench --backends gpu,gpu-float,gpu-fp16,torch,torch-fp16,torch-compile \
         [--batches 1,100,10000,100000,1000000] [--repeats 7] [--where device,host,pinned,copy] [--json FILE]
 
 Rows per backend and batch (`--where`):

@@ -48,7 +48,11 @@ NOT_A_DIR = "/nonexistent/mnist"  # commands must fail on the argument before th
         ("export", ["golden", "--out", "/tmp/never-written", "--count", "x"], "argument --count: not an integer"),
         ("gpu.__main__", ["build", "--arch", "sm90"], "argument --arch: not an sm_XY architecture: 'sm90'"),
         ("gpu.__main__", ["build", "--arch", "sm_9"], "argument --arch: not an sm_XY architecture"),
-        ("gpu_bench", ["--backends", "cpu"], "argument --backends: unknown backend 'cpu'; choose from gpu, gpu-float"),
+        (
+            "gpu_bench",
+            ["--backends", "cpu"],
+            "argument --backends: unknown backend 'cpu'; choose from gpu, gpu-float, gpu-fp16",
+        ),
         ("gpu_bench", ["--batches", "0"], "argument --batches: batch sizes must be positive"),
         ("gpu_bench", ["--repeats", "0"], "argument --repeats: must be at least 1, not 0"),
         ("gpu_bench", ["--where", "moon"], "argument --where: unknown place 'moon'; choose from device, host"),

@@ -40,7 +40,7 @@ for step in $steps; do
     quicktest)
         $PY -m pytest -q -rs -x -p no:cacheprovider tests/test_gpu.py -k "bit_exact_on_mnist or float_matches or any_batch" 2>&1 | tee "$OUT/test.log" | tail -25 || status=1 ;;
     bench)
-        $PY -m lenet5_pynq.gpu_bench --backends "${BENCH_BACKENDS:-gpu,gpu-float,torch,torch-fp16,torch-compile}" \
+        $PY -m lenet5_pynq.gpu_bench --backends "${BENCH_BACKENDS:-gpu,gpu-float,gpu-fp16,torch,torch-fp16,torch-compile}" \
             --batches "${BENCH_BATCHES:-1,100,10000,100000,1000000}" --repeats "${BENCH_REPEATS:-7}" \
             --json "$OUT/bench.json" 2> "$OUT/bench.log" || status=1
         tail -5 "$OUT/bench.log" ;;

@@ -1,9 +1,15 @@
 /* lenet5_gpu: LeNet-5 inference on an NVIDIA GPU, the whole network fused into one kernel.
  *
- * Two modes on one handle:
+ * Three modes on one handle:
  *   LENET5_MODE_FLOAT  float32, the Keras numbers (logits float[n][10]);
  *   LENET5_MODE_FIXED  the fixed-point network, bit-exact with lenet5_pynq.golden
- *                      (logits are the raw int16 words of the last layer's output format).
+ *                      (logits are the raw int16 words of the last layer's output format);
+ *   LENET5_MODE_HALF   the float network on tensor cores: weights and activations rounded to
+ *                      float16, float32 sums (logits float[n][10]).  Reduced precision: it
+ *                      agrees with LENET5_MODE_FLOAT on most images, not bit for bit.  Loaded
+ *                      with the float weights on cards of compute capability 8.0 or later.
+ * The fixed mode also runs on int8 tensor cores (LENET5_VARIANT_TENSOR, compute capability 8.0
+ * or later), still bit-exact: each 16-bit value is split into two 8-bit limbs.
  *
  * Layouts (all C order):
  *   images   uint8[n][28][28], the pixel byte is the input (float mode scales it by 2**-8);
@@ -54,7 +60,7 @@ typedef enum {
     LENET5_ERR_MODE_NOT_LOADED = 7
 } lenet5_status;
 
-typedef enum { LENET5_MODE_FLOAT = 0, LENET5_MODE_FIXED = 1 } lenet5_mode;
+typedef enum { LENET5_MODE_FLOAT = 0, LENET5_MODE_FIXED = 1, LENET5_MODE_HALF = 2 } lenet5_mode;
 
 /* Quantization (rounding) modes of ap_fixed, in the order of lenet5_pynq.fixedpoint. */
 typedef enum {
@@ -75,8 +81,10 @@ typedef enum {
     LENET5_VARIANT_AUTO = 0,
     LENET5_VARIANT_WARP = 1,  /* a warp per pair of images: throughput */
     LENET5_VARIANT_BLOCK = 2,      /* a block per image: latency at small batches */
-    LENET5_VARIANT_WARP_SMALL = 3  /* WARP with activations stored as float (fixed mode's integers
+    LENET5_VARIANT_WARP_SMALL = 3, /* WARP with activations stored as float (fixed mode's integers
                                       are exact in float): less shared memory, more warps per SM */
+    LENET5_VARIANT_TENSOR = 4      /* fixed mode on int8 tensor cores, 16 images a block (exact);
+                                      float mode has no tensor variant and keeps AUTO's choice */
 } lenet5_variant;
 
 typedef struct {
@@ -117,7 +125,9 @@ int lenet5_gpu_layer_info(int index, lenet5_layer_info *info);
 int lenet5_gpu_device_count(int *count);
 
 /* Copies the weights to `device`; either mode's pointers may all be NULL (that mode is then
- * refused with LENET5_ERR_MODE_NOT_LOADED). */
+ * refused with LENET5_ERR_MODE_NOT_LOADED).  The float weights load LENET5_MODE_HALF too where
+ * the card has the tensor cores for it and the weights fit float16; otherwise that mode is
+ * refused with LENET5_ERR_MODE_NOT_LOADED, and the message says which. */
 int lenet5_gpu_create(int device, const lenet5_layer_params *layers, int num_layers, lenet5_gpu **handle);
 int lenet5_gpu_destroy(lenet5_gpu *handle);
 

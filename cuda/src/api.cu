@@ -27,6 +27,8 @@ using lenet5::api::last_message;
 using lenet5::api::LayerDesc;
 using lenet5::api::load_fixed;
 using lenet5::api::load_float;
+using lenet5::api::load_half;
+using lenet5::api::load_limbs;
 using lenet5::api::logit_bytes;
 using lenet5::api::open_host_path;
 using lenet5::api::open_resident;
@@ -105,10 +107,12 @@ LENET5_API int lenet5_gpu_create(int device, const lenet5_layer_params* layers, 
         CUDA_TRY(cudaGetDeviceProperties(&prop, device));
         std::snprintf(h->name, sizeof h->name, "%s", prop.name);
         h->sms = prop.multiProcessorCount;
+        h->cc_major = prop.major;
+        h->cc_minor = prop.minor;
         if ((s = open_host_path(h))) return s;
         if ((s = open_resident(h))) return s;
-        if (float_set && (s = load_float(h, layers))) return s;
-        if (fixed_set && (s = load_fixed(h, layers))) return s;
+        if (float_set && ((s = load_float(h, layers)) || (s = load_half(h, layers)))) return s;
+        if (fixed_set && ((s = load_fixed(h, layers)) || (s = load_limbs(h, layers)))) return s;
         return LENET5_OK;
     };
     status = setup();
@@ -142,7 +146,7 @@ LENET5_API int lenet5_gpu_device_name(const lenet5_gpu* handle, char* name, size
 
 LENET5_API int lenet5_gpu_set_variant(lenet5_gpu* handle, int variant) {
     if (handle == nullptr) return fail(LENET5_ERR_INVALID_ARGUMENT, "handle is NULL");
-    if (variant < LENET5_VARIANT_AUTO || variant > LENET5_VARIANT_WARP_SMALL)
+    if (variant < LENET5_VARIANT_AUTO || variant > LENET5_VARIANT_TENSOR)
         return fail(LENET5_ERR_INVALID_ARGUMENT, "unknown variant %d", variant);
     handle->variant = variant;
     return LENET5_OK;

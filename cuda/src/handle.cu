@@ -15,6 +15,8 @@ thread_local char g_message[1024] = "";
 constexpr int64_t kBlockVariantBelow[2] = {512, 1024};  // float, fixed
 // AUTO's variant for fixed mode at larger batches.
 constexpr Variant kFixedThroughputVariant = kVariantWarpSmall;
+// From this many images AUTO runs fixed mode on the tensor kernel, where it is loaded.
+constexpr int64_t kTensorFixedFrom = 8192;
 
 }  // namespace
 
@@ -47,18 +49,42 @@ int cuda_fail(cudaError_t e, const char* what) {
 }
 
 int check_mode(const lenet5_gpu* h, int mode) {
-    if (mode != LENET5_MODE_FLOAT && mode != LENET5_MODE_FIXED)
-        return fail(LENET5_ERR_INVALID_ARGUMENT, "mode %d is neither LENET5_MODE_FLOAT nor LENET5_MODE_FIXED", mode);
+    if (mode != LENET5_MODE_FLOAT && mode != LENET5_MODE_FIXED && mode != LENET5_MODE_HALF)
+        return fail(LENET5_ERR_INVALID_ARGUMENT, "mode %d is not LENET5_MODE_FLOAT, _FIXED or _HALF", mode);
+    if (mode == LENET5_MODE_HALF && !h->loaded[mode] && h->loaded[LENET5_MODE_FLOAT])
+        return fail(LENET5_ERR_MODE_NOT_LOADED, "half mode: %s", h->tensor_missing[0]);
     if (!h->loaded[mode])
         return fail(LENET5_ERR_MODE_NOT_LOADED, "the handle was created without %s weights",
-                    mode == LENET5_MODE_FLOAT ? "float" : "fixed-point");
+                    mode == LENET5_MODE_FIXED ? "fixed-point" : "float");
     return LENET5_OK;
 }
 
+namespace {
+
+template <class A>
+int run_tensor(const lenet5_gpu* h, const TensorParams<A>& params, const LaunchInfo& info, const NetIO& io,
+               cudaStream_t stream) {
+    const int64_t blocks_needed = (io.n + info.images_per_block - 1) / info.images_per_block;
+    const int64_t resident = int64_t(info.max_blocks_per_sm) * h->sms;
+    const int grid = int(blocks_needed < resident ? blocks_needed : resident);
+    const cudaError_t e = launch_tensor<A>(params, io, grid, stream);
+    if (e != cudaSuccess) return cuda_fail(e, "tensor network kernel launch");
+    return LENET5_OK;
+}
+
+}  // namespace
+
 int run(lenet5_gpu* h, int mode, const NetIO& io, cudaStream_t stream) {
     if (io.n <= 0) return LENET5_OK;
+    if (mode == LENET5_MODE_HALF) return run_tensor(h, h->half_params, h->tensor_info[0], io, stream);
+    if (mode == LENET5_MODE_FIXED && h->variant == LENET5_VARIANT_TENSOR && !h->limb_loaded)
+        return fail(LENET5_ERR_UNSUPPORTED, "tensor variant: %s", h->tensor_missing[1]);
+    if (mode == LENET5_MODE_FIXED && h->limb_loaded &&
+        (h->variant == LENET5_VARIANT_TENSOR || (h->variant == LENET5_VARIANT_AUTO && io.n >= kTensorFixedFrom)))
+        return run_tensor(h, h->limb_params, h->tensor_info[1], io, stream);
     Variant v;
-    if (h->variant != LENET5_VARIANT_AUTO) v = Variant(h->variant - 1);
+    if (h->variant == LENET5_VARIANT_TENSOR) v = io.n < kBlockVariantBelow[mode] ? kVariantBlock : kVariantWarp;
+    else if (h->variant != LENET5_VARIANT_AUTO) v = Variant(h->variant - 1);
     else if (io.n < kBlockVariantBelow[mode]) v = kVariantBlock;
     else v = mode == LENET5_MODE_FIXED ? kFixedThroughputVariant : kVariantWarp;
     const LaunchInfo& info = h->launch_info[mode][v];
@@ -75,6 +101,7 @@ void release(lenet5_gpu* h) {
     // Best effort: errors while tearing down are ignored (the handle is going away).
     if (h->stream) cudaStreamSynchronize(h->stream);
     release_weights(h);
+    release_tensor_weights(h);
     release_resident(h);
     release_host_path(h);  // last: it destroys the stream
 }

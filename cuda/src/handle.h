@@ -4,6 +4,7 @@
 //
 //   handle.cu     status messages, the launch (variant by batch size), the handle's teardown
 //   weights.cu    weights upload (float and fixed mode) and the kernels' launch tables
+//   tensor_weights.cu  the tensor kernel's packed weights (half mode; fixed mode's limbs)
 //   host_path.cu  host memory in and out: mapped buffers for small batches, the pipeline for
 //                 large ones, page-locked allocations
 //   resident.cu   the resident kernel's host side (mailbox, spin, deadline)
@@ -16,6 +17,8 @@
 
 #include "launch.h"
 #include "lenet5_gpu.h"
+#include "tensor_arith.cuh"
+#include "tensor_layout.cuh"
 
 namespace lenet5::api {
 
@@ -34,15 +37,23 @@ struct lenet5_gpu {
     int device = 0;
     char name[256] = "";
     int sms = 0;
+    int cc_major = 0, cc_minor = 0;  // compute capability
     cudaStream_t stream = nullptr;
     // weights.cu
-    bool loaded[2] = {false, false};
+    bool loaded[3] = {false, false, false};  // by mode
     void* weights[2] = {nullptr, nullptr};
     lenet5::NetParams<lenet5::FloatMode> float_params{};
     lenet5::NetParams<lenet5::FixedMode> fixed_params{};
     void* weights_f = nullptr;  // fixed mode's weights as float32 (the latency variant's copy)
     lenet5::LaunchInfo launch_info[2][lenet5::kNumVariants]{};
     int variant = LENET5_VARIANT_AUTO;
+    // tensor_weights.cu: the tensor kernel's weights, half mode and fixed mode (limbs)
+    void* tensor_weights[2] = {nullptr, nullptr};
+    lenet5::TensorParams<lenet5::HalfArith> half_params{};
+    lenet5::TensorParams<lenet5::LimbArith> limb_params{};
+    lenet5::LaunchInfo tensor_info[2]{};
+    bool limb_loaded = false;
+    char tensor_missing[2][200] = {"", ""};  // why a tensor kernel is not loaded (half, limbs)
     // host_path.cu: small batches, mapped pinned buffers the kernel reads and writes directly
     // (the resident path's too)
     uint8_t* small_in = nullptr;
@@ -107,7 +118,7 @@ class DeviceScope {
     bool restore_ = false;
 };
 
-inline size_t logit_bytes(int mode) { return mode == LENET5_MODE_FLOAT ? sizeof(float) : sizeof(int16_t); }
+inline size_t logit_bytes(int mode) { return mode == LENET5_MODE_FIXED ? sizeof(int16_t) : sizeof(float); }
 
 int check_mode(const lenet5_gpu* h, int mode);
 // One launch over n images (device or mapped pointers), asynchronous on `stream`.
@@ -128,6 +139,15 @@ extern const LayerDesc kLayers[kNumLayers];
 int load_float(lenet5_gpu* h, const lenet5_layer_params* layers);
 int load_fixed(lenet5_gpu* h, const lenet5_layer_params* layers);
 void release_weights(lenet5_gpu* h);
+
+// ---------------------------------------------------------------- tensor_weights.cu
+
+// The tensor kernel's weights from the float weights (half mode) or the raw integers (limbs,
+// after load_fixed).  A card or weights the kernel cannot serve leave the mode unloaded, with the
+// reason in h->tensor_missing; only CUDA errors fail.
+int load_half(lenet5_gpu* h, const lenet5_layer_params* layers);
+int load_limbs(lenet5_gpu* h, const lenet5_layer_params* layers);
+void release_tensor_weights(lenet5_gpu* h);
 
 // ---------------------------------------------------------------- host_path.cu
 

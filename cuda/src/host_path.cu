@@ -383,7 +383,7 @@ int open_host_path(lenet5_gpu* h) {
 }
 
 int infer_host(lenet5_gpu* h, int mode, const uint8_t* images, int64_t n, int32_t* classes, void* logits) {
-    if (resident_usable(h, n)) return infer_resident(h, mode, images, n, classes, logits);
+    if (mode != LENET5_MODE_HALF && resident_usable(h, n)) return infer_resident(h, mode, images, n, classes, logits);
     int status = resident_stop(h);
     if (status) return status;
     if (n > kSmallBatch) return infer_pipelined(h, mode, images, n, classes, logits);

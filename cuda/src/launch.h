@@ -5,6 +5,8 @@
 
 #include "lenet5_gpu.h"
 #include "network_types.cuh"
+#include "tensor_arith.cuh"
+#include "tensor_layout.cuh"
 
 namespace lenet5 {
 
@@ -40,5 +42,12 @@ template <class M>
 cudaError_t prepare_resident(LaunchInfo* info);
 template <class M>
 cudaError_t launch_resident(const NetParams<M>& p, const ResidentIO& io, int grid, cudaStream_t stream);
+
+// The tensor kernel (tensor_kernel.cuh) for HalfArith or LimbArith; launch_tensor.cu.  Cards
+// before compute capability 8.0 have no such kernel: prepare_tensor reports no occupancy there.
+template <class A>
+cudaError_t prepare_tensor(LaunchInfo* info);
+template <class A>
+cudaError_t launch_tensor(const TensorParams<A>& p, const NetIO& io, int grid, cudaStream_t stream);
 
 }  // namespace lenet5

@@ -17,6 +17,7 @@ _REGISTRY = {
     "csim": ("lenet5_pynq.backends.csim", "CsimBackend", {}),
     "gpu": ("lenet5_pynq.backends.gpu", "GpuBackend", {}),
     "gpu-float": ("lenet5_pynq.backends.gpu", "GpuFloatBackend", {}),
+    "gpu-fp16": ("lenet5_pynq.backends.gpu", "GpuHalfBackend", {}),
     "torch": ("lenet5_pynq.backends.torch_ref", "TorchBackend", {}),
     "torch-fp16": ("lenet5_pynq.backends.torch_ref", "TorchBackend", {"dtype": "float16", "channels_last": True}),
     "torch-compile": (

@@ -1,7 +1,9 @@
 """GPU backends through the CUDA library (cuda/, loaded with CFFI):
 
 * `gpu`: the fixed-point network, bit-exact with the golden model (raw int16 logits);
-* `gpu-float`: the float32 network (Keras numbers).
+* `gpu-float`: the float32 network (Keras numbers);
+* `gpu-fp16`: the float network on tensor cores, float16 weights and activations with float32
+  sums (reduced precision: agrees with `gpu-float` on most images, not bit for bit).
 
 Both raise BackendUnavailable, saying why, when the library is not built, or there is no NVIDIA
 driver or GPU.
@@ -29,7 +31,8 @@ def could_run_here() -> bool:
 
 
 def open_network(mode: str, weights_path=None, spec_path=None, device: int = 0, params=None, quantized=None):
-    """A `lenet5_pynq.gpu.GpuNetwork` holding the weights for `mode` ("fixed", "float" or "both")."""
+    """A `lenet5_pynq.gpu.GpuNetwork` holding the weights for `mode` ("fixed", "float", "half" or
+    "both"; the float weights serve "float" and "half")."""
     from .. import gpu
 
     try:
@@ -38,13 +41,12 @@ def open_network(mode: str, weights_path=None, spec_path=None, device: int = 0, 
         raise BackendUnavailable(str(e)) from None
     except gpu.GpuError as e:
         raise BackendUnavailable(f"no usable GPU: {e}") from None
-    if mode in ("float", "both"):
+    floats = mode in ("float", "half", "both")
+    if floats:
         params = weights.load(weights_path)[0] if params is None else weights.check(params, "params")
     if mode in ("fixed", "both") and quantized is None:
         quantized, _ = fixedspec.load_quantized(weights_path, spec_path)
-    return gpu.GpuNetwork(
-        params if mode in ("float", "both") else None, quantized if mode in ("fixed", "both") else None, device
-    )
+    return gpu.GpuNetwork(params if floats else None, quantized if mode in ("fixed", "both") else None, device)
 
 
 class GpuBackend(Backend):
@@ -83,3 +85,18 @@ class GpuFloatBackend(GpuBackend):
         self.net.set_variant(variant)
         self.device_name = self.net.device_name
         self.logit_scale = 1.0
+
+
+class GpuHalfBackend(GpuFloatBackend):
+    """The float network on tensor cores: float16 weights and activations, float32 sums."""
+
+    name = "gpu-fp16"
+    mode = "half"
+
+    def __init__(self, weights_path=None, device: int = 0):
+        super().__init__(weights_path, device)
+        try:
+            self.net.infer(np.zeros((0, 28, 28), np.uint8), self.mode)  # a card without the mode says so here
+        except Exception as e:
+            self.net.close()
+            raise BackendUnavailable(str(e)) from None

@@ -1,5 +1,6 @@
 """`GpuNetwork`: a handle of the CUDA library holding one network's weights on one GPU, in
-float mode, fixed mode or both, with host and device entry points."""
+float mode (and its float16 tensor-core twin, "half"), fixed mode or both, with host and device
+entry points."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import numpy as np
 from .. import network
 from .library import GpuError, _check, header_enum, load_library
 
-MODES = header_enum("MODE")  # {"float": 0, "fixed": 1}
-_LOGIT_DTYPES = {MODES["float"]: np.dtype(np.float32), MODES["fixed"]: np.dtype(np.int16)}
+MODES = header_enum("MODE")  # {"float": 0, "fixed": 1, "half": 2}
+_LOGIT_DTYPES = {m: np.dtype(np.int16 if name == "fixed" else np.float32) for name, m in MODES.items()}
+_MODE_NAMES = ", ".join(repr(m) for m in MODES)
 _U8, _I32 = np.dtype(np.uint8), np.dtype(np.int32)
 _KEEP_POINTERS = 8  # infer_into keeps the pointers of batches up to this size (the resident path's)
-VARIANTS = header_enum("VARIANT")  # {"auto": 0, "warp": 1, "block": 2, "warp-small": 3}
+VARIANTS = header_enum("VARIANT")  # {"auto": 0, "warp": 1, "block": 2, "warp-small": 3, "tensor": 4}
 
 
 def _fixed_format(lib, layer) -> dict:
@@ -109,7 +111,7 @@ class GpuNetwork:
     @staticmethod
     def _mode(mode: str) -> int:
         if mode not in MODES:
-            raise ValueError(f"mode must be 'float' or 'fixed', not {mode!r}")
+            raise ValueError(f"mode must be one of {_MODE_NAMES}, not {mode!r}")
         return MODES[mode]
 
     def logits_dtype(self, mode: str):
@@ -137,7 +139,7 @@ class GpuNetwork:
             return
         m = MODES.get(mode)
         if m is None:
-            raise ValueError(f"mode must be 'float' or 'fixed', not {mode!r}")
+            raise ValueError(f"mode must be one of {_MODE_NAMES}, not {mode!r}")
         handle = self._handle
         if handle is None:
             raise ValueError("network is closed")

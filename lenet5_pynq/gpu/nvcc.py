@@ -17,7 +17,16 @@ from .. import network, source_tree
 from .library import GPU_DIR, HEADER, LIB_NAME, build_dir
 
 SHAPES_HEADER = GPU_DIR / "generated" / "lenet5_shapes.h"
-SOURCES = ("launch.cu", "handle.cu", "weights.cu", "host_path.cu", "resident.cu", "api.cu")
+SOURCES = (
+    "launch.cu",
+    "tensor_launch.cu",
+    "handle.cu",
+    "weights.cu",
+    "tensor_weights.cu",
+    "host_path.cu",
+    "resident.cu",
+    "api.cu",
+)
 # Turing, Ampere (A100, consumer), Ada, Hopper; PTX of the newest for anything later.
 ARCHS = ("sm_75", "sm_80", "sm_86", "sm_89", "sm_90")
 
