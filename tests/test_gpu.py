@@ -363,25 +363,35 @@ def test_half_needs_float_weights(need_gpu, quantized):
         n.close()
 
 
-@pytest.mark.gpu
-def test_float_matches_keras(net, mnist_test):
-    """Against logits Keras computed (.gpu_data/keras_logits.npz, made on a machine with
-    tensorflow for the current weights), or against Keras itself when tensorflow is here."""
+@pytest.fixture(scope="module")
+def keras_test(mnist_test):
+    """Logits Keras computed (.gpu_data/keras_logits.npz, made on a machine with tensorflow for
+    the current weights), or Keras itself when tensorflow is here."""
     images = np.ascontiguousarray(mnist_test[0])
     sha = hashlib.sha256(weights.SHIPPED.read_bytes()).hexdigest()
-    ref = None
     if KERAS_LOGITS.is_file():
         with np.load(KERAS_LOGITS) as f:
             if str(f["weights_sha256"]) == sha:
-                ref = f["logits"]
-    if ref is None:
-        try:
-            ref = keras_logits(images)
-        except ImportError:
-            pytest.skip(f"no tensorflow and no {KERAS_LOGITS} for the current weights")
+                return images, f["logits"]
+    try:
+        return images, keras_logits(images)
+    except ImportError:
+        pytest.skip(f"no tensorflow and no {KERAS_LOGITS} for the current weights")
+
+
+@pytest.mark.gpu
+def test_float_matches_keras(net, keras_test):
+    images, ref = keras_test
     net.set_variant("auto")
     _, logits = net.infer(images, "float")
     _assert_float_close(logits, ref, 1e-4, min_class_agreement=9995)
+
+
+@pytest.mark.gpu
+def test_half_agrees_with_keras(half_net, keras_test):
+    images, ref = keras_test
+    _, logits = half_net.infer(images, "half")
+    _assert_float_close(logits, ref, HALF_REL, min_class_agreement=HALF_MIN_AGREEMENT)
 
 
 def keras_logits(images: np.ndarray) -> np.ndarray:

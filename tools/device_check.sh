@@ -5,7 +5,8 @@
 #   tools/device_check.sh [STEP ...]        (default: build test bench)
 #
 # Steps: build (sm_90) | buildall | test | quicktest | bench | latency (tools/latency.py) |
-# sweep (tools/sweep.py) | hostsweep (tools/sweep.py --host) | exact (tools/exactness.py) | clocks |
+# sweep (tools/sweep.py) | hostsweep (tools/sweep.py --host) | exact (tools/exactness.py) |
+# tensor (tools/tensor_check.py) | clocks |
 # ncu | ncu-lat (tools/profile_one.py).
 # Logs and JSON go to $OUT (default cuda/build/out); copy to benchmarks/ only what a README cites.
 # Before: tools/prepare_device_data.py fills .gpu_data/ (MNIST, Keras's logits), and wheels of
@@ -52,6 +53,8 @@ for step in $steps; do
         $PY tools/sweep.py --host --json "$OUT/hostsweep.json" 2>&1 | tee "$OUT/hostsweep.log" || status=1 ;;
     exact)
         $PY tools/exactness.py 2>&1 | tee "$OUT/exactness.log" ;;
+    tensor)  # the tensor kernels against the references and the CUDA-core kernels, by batch size
+        $PY tools/tensor_check.py 2>&1 | tee "$OUT/tensor_check.log" ;;
     clocks)  # SM clock and power while fixed mode runs 1M-image batches
         nvidia-smi --query-gpu=clocks.sm,power.draw,temperature.gpu --format=csv,noheader -lms 200 > "$OUT/clocks.csv" &
         smi=$!
