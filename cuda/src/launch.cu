@@ -27,8 +27,9 @@ constexpr Shape kWarp = {128, 32, 2, 6, 8, 2, 4, 1, 1, false, 0, false};
 constexpr Shape kWarpSmall = {256, 32, 2, 6, 4, 2, 4, 1, 2, false, 0, false};
 // Latency: a block of 1024 threads per image; conv2 split over its 6 input channels and the dense
 // layers over k, so every stage has short paths; dense weights read from L2.
-constexpr Shape kBlockFloat = {1024, 1024, 1, 2, 2, 1, 2, 1, 1, true, 6, false};   // conv weights float32 in smem
-constexpr Shape kBlockFixed = {1024, 1024, 1, 2, 2, 1, 2, 1, 1, false, 6, false};  // weights stay float64
+// Both modes keep the conv weights in shared memory as float32 (exact for the fixed mode's 16-bit
+// integers; its sums stay float64): one fixed-mode image 15.9-16.1 us on an H200 instead of 18.2.
+constexpr Shape kBlockPerImage = {1024, 1024, 1, 2, 2, 1, 2, 1, 1, true, 6, false};
 
 // The Config of a mode, a shape and the activations' type in shared memory.
 template <class M, const Shape& S, class ActT>
@@ -41,13 +42,13 @@ template <class M> struct Variants;
 template <> struct Variants<FloatMode> {
     using Warp = ConfigOf<FloatMode, kWarp, float>;
     using WarpSmall = Warp;  // float activations already
-    using Block = ConfigOf<FloatMode, kBlockFloat, float>;
+    using Block = ConfigOf<FloatMode, kBlockPerImage, float>;
 };
 
 template <> struct Variants<FixedMode> {
     using Warp = ConfigOf<FixedMode, kWarp, double>;
     using WarpSmall = ConfigOf<FixedMode, kWarpSmall, float>;  // float activations: exact for 16-bit integers
-    using Block = ConfigOf<FixedMode, kBlockFixed, double>;
+    using Block = ConfigOf<FixedMode, kBlockPerImage, float>;  // float activations: exact for 16-bit integers
 };
 
 template <class C, class K>
