@@ -83,12 +83,24 @@ inline FlatCast make_flat_cast(const FixedCast& c) {
         const int64_t half = int64_t(1) << (c.shift - 1), all = (int64_t(1) << c.shift) - 1;
         switch (c.rounding) {
             case kTrn: f.add_neg = f.add_pos = 0; break;
-            case kTrnZero: f.add_neg = all; f.add_pos = 0; break;
+            case kTrnZero:
+                f.add_neg = all;
+                f.add_pos = 0;
+                break;
             case kRnd: f.add_neg = f.add_pos = half; break;
-            case kRndZero: f.add_neg = half; f.add_pos = half - 1; break;
+            case kRndZero:
+                f.add_neg = half;
+                f.add_pos = half - 1;
+                break;
             case kRndMinInf: f.add_neg = f.add_pos = half - 1; break;
-            case kRndInf: f.add_neg = half - 1; f.add_pos = half; break;
-            default: f.add_neg = f.add_pos = half - 1; f.odd_up = 1; break;  // kRndConv
+            case kRndInf:
+                f.add_neg = half - 1;
+                f.add_pos = half;
+                break;
+            default:
+                f.add_neg = f.add_pos = half - 1;
+                f.odd_up = 1;
+                break;  // kRndConv
         }
     }
     f.wrap_bits = c.saturation == kWrap ? 64 - c.width : 0;

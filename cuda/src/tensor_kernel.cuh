@@ -88,8 +88,8 @@ __device__ __forceinline__ void stage_images(const TensorSmem<A>& s, const uint8
             const uint8_t* b = src + size_t(w) * 4;
             v = uint32_t(b[0]) | uint32_t(b[1]) << 8 | uint32_t(b[2]) << 16 | uint32_t(b[3]) << 24;
         }
-        unsigned char* dst = s.img + image * T::kImageBytesSmem + (y & 1) * T::kC1PlaneBytes +
-                             (y >> 1) * T::kC1RowBytes + x * T::kEB;
+        unsigned char* dst =
+            s.img + image * T::kImageBytesSmem + (y & 1) * T::kC1PlaneBytes + (y >> 1) * T::kC1RowBytes + x * T::kEB;
         if constexpr (T::kEB == 2) {
             uint32_t h[4];
 #pragma unroll
@@ -141,7 +141,8 @@ __device__ __forceinline__ void conv1_tiles(const TensorSmem<A>& s, const Tensor
         const int j = GRP * TPG + jj, c = j / T::kC1TilesPerChannel, px = j % T::kC1TilesPerChannel * 4 + t;
         const typename A::value_t v[4] = {A::sum(acc[jj], 0), A::sum(acc[jj], 1), A::sum(acc[jj], 2),
                                           A::sum(acc[jj], 3)};
-        A::store(dst + px * 16, T::kA1PlaneBytes, c, A::template finish<L0::relu, 4>(v, __ldg(bias + c), p.epilogue[0]));
+        A::store(dst + px * 16, T::kA1PlaneBytes, c,
+                 A::template finish<L0::relu, 4>(v, __ldg(bias + c), p.epilogue[0]));
     }
 }
 
@@ -310,8 +311,8 @@ __global__ void __launch_bounds__(WARPS * 32, 1) tensor_network_kernel(const Ten
         reinterpret_cast<uint4*>(smem + T::kOffRegionA)[i] = make_uint4(0, 0, 0, 0);
     const bool async_in = (reinterpret_cast<uintptr_t>(io.images) & 15) == 0;
     auto valid_of = [&](int64_t grp) { return int(io.n - grp * G < G ? io.n - grp * G : G); };
-    if (async_in) prefetch_images(s, io.images + blockIdx.x * int64_t(G) * kImageBytes, valid_of(blockIdx.x), tid,
-                                  kThreads);
+    if (async_in)
+        prefetch_images(s, io.images + blockIdx.x * int64_t(G) * kImageBytes, valid_of(blockIdx.x), tid, kThreads);
     else async_commit();
 
     for (int64_t grp = blockIdx.x; grp < groups; grp += gridDim.x) {

@@ -25,8 +25,8 @@ cudaError_t prepare_tensor(LaunchInfo* info) {
     cudaFuncAttributes attr;
     if ((e = cudaFuncGetAttributes(&attr, tensor_kernel<A>)) != cudaSuccess) return e;
     info->registers = attr.numRegs;
-    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&info->max_blocks_per_sm, tensor_kernel<A>,
-                                                         kTensorWarps * 32, T::kSmemBytes);
+    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&info->max_blocks_per_sm, tensor_kernel<A>, kTensorWarps * 32,
+                                                         T::kSmemBytes);
 }
 
 template <class A>

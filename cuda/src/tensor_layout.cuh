@@ -114,10 +114,10 @@ struct TensorLayout {
     // is zeroed once; later layers may leave their values there, which meet only zero weights.
     static constexpr int kConvWeightBytes = (kC1Frags + kC2Frags) * kFragBytes;
     static constexpr int kRegionA = tensor_detail::up(
-        tensor_detail::max2(kImages * kImageBytesSmem,
-                            A::kPlanes * tensor_detail::max2(D2::in_plane, D4::in_plane)), 128);
+        tensor_detail::max2(kImages * kImageBytesSmem, A::kPlanes* tensor_detail::max2(D2::in_plane, D4::in_plane)),
+        128);
     static constexpr int kRegionB =
-        tensor_detail::up(tensor_detail::max2(A::kPlanes * kA1PlaneBytes, A::kPlanes * D3::in_plane), 128);
+        tensor_detail::up(tensor_detail::max2(A::kPlanes * kA1PlaneBytes, A::kPlanes* D3::in_plane), 128);
     static constexpr int kStagingBytes = tensor_detail::up(kImages * sh::kInputH * sh::kInputW, 128);
     // The logits (float32) have their own place: over an fp16 region, their bytes could read as
     // NaN in padding that the next images multiply by zero weights.
