@@ -97,10 +97,10 @@ inline FlatCast make_flat_cast(const FixedCast& c) {
                 f.add_neg = half - 1;
                 f.add_pos = half;
                 break;
-            default:
+            default:  // kRndConv
                 f.add_neg = f.add_pos = half - 1;
                 f.odd_up = 1;
-                break;  // kRndConv
+                break;
         }
     }
     f.wrap_bits = c.saturation == kWrap ? 64 - c.width : 0;
