@@ -1,4 +1,4 @@
-"""The GPU part of the benchmark, the measurement itself (`run`, `table`): the CUDA library (`gpu`, `gpu-float`) and its PyTorch peers
+"""The GPU part of the benchmark, the measurement itself (`run`, `table`): the CUDA library (`gpu`, `gpu-float`, `gpu-fp16`) and its PyTorch peers
 (`torch`, `torch-fp16`, `torch-compile`), measured in one process on one card.
 
     python -m lenet5_pynq.gpu_bench --backends gpu,gpu-float,gpu-fp16,torch,torch-fp16,torch-compile \

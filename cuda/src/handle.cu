@@ -62,13 +62,18 @@ int check_mode(const lenet5_gpu* h, int mode) {
 
 namespace {
 
+// Blocks for n images: as many as the images need, at most as many as stay resident (the grids
+// are persistent).
+int grid_for(const lenet5_gpu* h, const LaunchInfo& info, int64_t n) {
+    const int64_t blocks_needed = (n + info.images_per_block - 1) / info.images_per_block;
+    const int64_t resident = int64_t(info.max_blocks_per_sm) * h->sms;
+    return int(blocks_needed < resident ? blocks_needed : resident);
+}
+
 template <class A>
 int run_tensor(const lenet5_gpu* h, const TensorParams<A>& params, const LaunchInfo& info, const NetIO& io,
                cudaStream_t stream) {
-    const int64_t blocks_needed = (io.n + info.images_per_block - 1) / info.images_per_block;
-    const int64_t resident = int64_t(info.max_blocks_per_sm) * h->sms;
-    const int grid = int(blocks_needed < resident ? blocks_needed : resident);
-    const cudaError_t e = launch_tensor<A>(params, io, grid, stream);
+    const cudaError_t e = launch_tensor<A>(params, io, grid_for(h, info, io.n), stream);
     if (e != cudaSuccess) return cuda_fail(e, "tensor network kernel launch");
     return LENET5_OK;
 }
@@ -83,15 +88,12 @@ int run(lenet5_gpu* h, int mode, const NetIO& io, cudaStream_t stream) {
     if (mode == LENET5_MODE_FIXED && h->limb_loaded &&
         (h->variant == LENET5_VARIANT_TENSOR || (h->variant == LENET5_VARIANT_AUTO && io.n >= kTensorFixedFrom)))
         return run_tensor(h, h->limb_params, h->tensor_info[1], io, stream);
+    // A CUDA-core kernel.  TENSOR gets here only in float mode, which has no tensor variant: AUTO's choice.
     Variant v;
-    if (h->variant == LENET5_VARIANT_TENSOR) v = io.n < kBlockVariantBelow[mode] ? kVariantBlock : kVariantWarp;
-    else if (h->variant != LENET5_VARIANT_AUTO) v = Variant(h->variant - 1);
+    if (h->variant != LENET5_VARIANT_AUTO && h->variant != LENET5_VARIANT_TENSOR) v = Variant(h->variant - 1);
     else if (io.n < kBlockVariantBelow[mode]) v = kVariantBlock;
     else v = mode == LENET5_MODE_FIXED ? kFixedThroughputVariant : kVariantWarp;
-    const LaunchInfo& info = h->launch_info[mode][v];
-    const int64_t blocks_needed = (io.n + info.images_per_block - 1) / info.images_per_block;
-    const int64_t resident = int64_t(info.max_blocks_per_sm) * h->sms;
-    const int grid = int(blocks_needed < resident ? blocks_needed : resident);
+    const int grid = grid_for(h, h->launch_info[mode][v], io.n);
     const cudaError_t e = mode == LENET5_MODE_FLOAT ? launch<FloatMode>(v, h->float_params, io, grid, stream)
                                                     : launch<FixedMode>(v, h->fixed_params, io, grid, stream);
     if (e != cudaSuccess) return cuda_fail(e, "fused network kernel launch");

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include <cuda_runtime.h>
 
@@ -135,6 +136,10 @@ struct LayerDesc {
     int64_t kernel_count, bias_count;
 };
 extern const LayerDesc kLayers[kNumLayers];
+
+// Copies a blob of weights to new device memory (`*dev`); the blob grows by 16 zero bytes, which
+// 16-byte prefetches of a piece's last elements may read.
+int to_device(std::vector<unsigned char>& blob, void** dev);
 
 int load_float(lenet5_gpu* h, const lenet5_layer_params* layers);
 int load_fixed(lenet5_gpu* h, const lenet5_layer_params* layers);

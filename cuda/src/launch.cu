@@ -53,20 +53,7 @@ template <> struct Variants<FixedMode> {
 
 template <class C, class K>
 cudaError_t prepare_kernel(K kernel, LaunchInfo* info) {
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes);
-    if (e != cudaSuccess) return e;
-    cudaFuncAttributes attr;
-    e = cudaFuncGetAttributes(&attr, kernel);
-    if (e != cudaSuccess) return e;
-    int blocks = 0;
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, C::kBlock, C::kSmemBytes);
-    if (e != cudaSuccess) return e;
-    info->block = C::kBlock;
-    info->images_per_block = C::kTeamsPerBlock * C::kImagesPerTeam;
-    info->smem_bytes = C::kSmemBytes;
-    info->max_blocks_per_sm = blocks;
-    info->registers = attr.numRegs;
-    return cudaSuccess;
+    return prepare_launch(kernel, C::kBlock, C::kTeamsPerBlock * C::kImagesPerTeam, C::kSmemBytes, info);
 }
 
 template <class C>

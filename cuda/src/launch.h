@@ -43,6 +43,21 @@ cudaError_t prepare_resident(LaunchInfo* info);
 template <class M>
 cudaError_t launch_resident(const NetParams<M>& p, const ResidentIO& io, int grid, cudaStream_t stream);
 
+// Raises `kernel`'s dynamic shared-memory limit to `smem_bytes` and fills `info` with its launch
+// shape and its occupancy on the current device (both launch files).
+template <class K>
+cudaError_t prepare_launch(K kernel, int block, int images_per_block, int smem_bytes, LaunchInfo* info) {
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
+    if (e != cudaSuccess) return e;
+    cudaFuncAttributes attr;
+    if ((e = cudaFuncGetAttributes(&attr, kernel)) != cudaSuccess) return e;
+    int blocks = 0;
+    if ((e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, block, smem_bytes)) != cudaSuccess)
+        return e;
+    *info = LaunchInfo{block, images_per_block, smem_bytes, blocks, attr.numRegs};
+    return cudaSuccess;
+}
+
 // The tensor kernel (tensor_kernel.cuh) for HalfArith or LimbArith; launch_tensor.cu.  Cards
 // before compute capability 8.0 have no such kernel: prepare_tensor reports no occupancy there.
 template <class A>

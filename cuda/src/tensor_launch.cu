@@ -20,13 +20,7 @@ cudaError_t prepare_tensor(LaunchInfo* info) {
     cudaError_t e = cudaGetDevice(&device);
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
     if (e != cudaSuccess || major < 8) return e;  // no tensor kernel before sm_80: occupancy 0
-    e = cudaFuncSetAttribute(tensor_kernel<A>, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
-    if (e != cudaSuccess) return e;
-    cudaFuncAttributes attr;
-    if ((e = cudaFuncGetAttributes(&attr, tensor_kernel<A>)) != cudaSuccess) return e;
-    info->registers = attr.numRegs;
-    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&info->max_blocks_per_sm, tensor_kernel<A>, kTensorWarps * 32,
-                                                         T::kSmemBytes);
+    return prepare_launch(tensor_kernel<A>, kTensorWarps * 32, T::kImages, T::kSmemBytes, info);
 }
 
 template <class A>

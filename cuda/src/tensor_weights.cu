@@ -93,9 +93,8 @@ bool tensor_capable(lenet5_gpu* h, int index) {
 }
 
 template <class A>
-int upload(lenet5_gpu* h, int index, const Packer<A>& packer, TensorParams<A>& params, bool* loaded) {
-    CUDA_TRY(cudaMalloc(&h->tensor_weights[index], packer.blob.size()));
-    CUDA_TRY(cudaMemcpy(h->tensor_weights[index], packer.blob.data(), packer.blob.size(), cudaMemcpyHostToDevice));
+int upload(lenet5_gpu* h, int index, Packer<A>& packer, TensorParams<A>& params, bool* loaded) {
+    if (const int status = to_device(packer.blob, &h->tensor_weights[index])) return status;
     params.packed = static_cast<const unsigned char*>(h->tensor_weights[index]);
     LaunchInfo& info = h->tensor_info[index];
     CUDA_TRY(prepare_tensor<A>(&info));

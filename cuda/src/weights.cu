@@ -20,6 +20,13 @@ LayerDesc describe() {
 
 const LayerDesc kLayers[kNumLayers] = {describe<L0>(), describe<L1>(), describe<L2>(), describe<L3>(), describe<L4>()};
 
+int to_device(std::vector<unsigned char>& blob, void** dev) {
+    blob.resize(blob.size() + 16, 0);  // 16-byte prefetches may read past a piece's last element
+    CUDA_TRY(cudaMalloc(dev, blob.size()));
+    CUDA_TRY(cudaMemcpy(*dev, blob.data(), blob.size(), cudaMemcpyHostToDevice));
+    return LENET5_OK;
+}
+
 namespace {
 
 // Copies `count` values of `src` (converted to T, scaled by `scale`) into the blob at `offset`
@@ -31,14 +38,6 @@ size_t append(std::vector<unsigned char>& blob, size_t offset, const S* src, int
     T* dst = reinterpret_cast<T*>(blob.data() + offset);
     for (int64_t i = 0; i < count; ++i) dst[i] = T(double(src[i]) * scale);
     return offset + count * sizeof(T);
-}
-
-// Copies a blob of weights to the device; returns the device pointer through `dev`.
-int to_device(std::vector<unsigned char>& blob, void** dev) {
-    blob.resize(blob.size() + 16, 0);  // 16-byte prefetches may read past a piece's last element
-    CUDA_TRY(cudaMalloc(dev, blob.size()));
-    CUDA_TRY(cudaMemcpy(*dev, blob.data(), blob.size(), cudaMemcpyHostToDevice));
-    return LENET5_OK;
 }
 
 // blob: the weights as acc_t; blob_f: as float (null: blob is float already).

@@ -5,8 +5,8 @@
 * `gpu-fp16`: the float network on tensor cores, float16 weights and activations with float32
   sums (reduced precision: agrees with `gpu-float` on most images, not bit for bit).
 
-Both raise BackendUnavailable, saying why, when the library is not built, or there is no NVIDIA
-driver or GPU.
+Each raises BackendUnavailable, saying why, when the library is not built, or there is no NVIDIA
+driver or GPU (`gpu-fp16` also on a card without the tensor cores or the shared memory for it).
 """
 
 from __future__ import annotations
@@ -95,8 +95,10 @@ class GpuHalfBackend(GpuFloatBackend):
 
     def __init__(self, weights_path=None, device: int = 0):
         super().__init__(weights_path, device)
+        from .. import gpu
+
         try:
             self.net.infer(np.zeros((0, 28, 28), np.uint8), self.mode)  # a card without the mode says so here
-        except Exception as e:
+        except gpu.GpuError as e:
             self.net.close()
             raise BackendUnavailable(str(e)) from None
